@@ -146,18 +146,21 @@ export class RaftLog {
 
   /**
    * Appends entries received from the leader after (index, logTerm). Returns the new last index
-   * that matches the leader, or null if our log does not contain (index, logTerm).
+   * that matches the leader and the entries actually written (replacing any conflicting suffix),
+   * or null if our log does not contain (index, logTerm).
    */
-  maybeAppend(index: number, logTerm: number, committed: number, entries: readonly Entry[]): number | null {
+  maybeAppend(index: number, logTerm: number, committed: number, entries: readonly Entry[]): { lastNew: number; written: readonly Entry[] } | null {
     if (!this.matchTerm(index, logTerm)) return null;
     const lastNew = index + entries.length;
     const conflict = this.findConflict(entries);
+    let written: readonly Entry[] = [];
     if (conflict !== 0) {
       invariant(conflict > this.committed, () => `entry ${conflict} conflicts with committed entry (committed ${this.committed})`);
-      this.append(entries.slice(conflict - (index + 1)));
+      written = entries.slice(conflict - (index + 1));
+      this.append(written);
     }
     this.commitTo(Math.min(committed, lastNew));
-    return lastNew;
+    return { lastNew, written };
   }
 
   /** Appends entries at the end of the log or over an uncommitted suffix. Returns the new last index. */

@@ -4,6 +4,7 @@
 // is queued for the host to collect through RawNode.ready().
 import { CompactedError, invariant, NotLeaderError, RaftError } from './errors.ts';
 import { entrySize, RaftLog } from './log.ts';
+import { ConfigHistory } from './membership.ts';
 import type { RandomSource } from './prng.ts';
 import { Progress } from './progress.ts';
 import type { RaftStorage } from './storage.ts';
@@ -88,6 +89,8 @@ export class Raft {
 
   voters = new Set<NodeId>();
   learners = new Set<NodeId>();
+  /** Configurations recorded in the log; the latest one is in force (voters, learners). */
+  private readonly configs: ConfigHistory;
   /** Replication state of every member (leader only). */
   progress = new Map<NodeId, Progress>();
   private votes = new Map<NodeId, boolean>();
@@ -114,8 +117,6 @@ export class Raft {
   /** Logical clock: total ticks seen, used only to expire pending reads. */
   private ticks = 0;
 
-  /** Index of the latest conf change this leader proposed; no new one until it is applied. */
-  private pendingConfIndex = 0;
   /** Index of this leader's first entry of its term (the empty entry appended on election). */
   private termStartIndex = 0;
   leadTransferee: NodeId = NO_NODE;
@@ -144,7 +145,15 @@ export class Raft {
 
     this.log = new RaftLog(config.storage);
     const { hardState, confState } = config.storage.initialState();
-    this.setConfState(confState);
+    // The configuration in force is the latest one in the log: start from the snapshot's and
+    // replay the conf changes still in the log.
+    this.configs = new ConfigHistory(this.log.firstIndex() - 1, confState);
+    for (let lo = this.log.firstIndex(); lo <= this.log.lastIndex(); ) {
+      const batch = this.log.slice(lo, this.log.lastIndex() + 1, 64 * 1024 * 1024);
+      this.configs.record(batch);
+      lo += batch.length;
+    }
+    this.syncConfig();
     if (hardState.term > 0 || hardState.commit > 0) {
       invariant(hardState.commit <= this.log.lastIndex(), () => `hard state commit ${hardState.commit} beyond last index ${this.log.lastIndex()}`);
       this.term = hardState.term;
@@ -167,8 +176,14 @@ export class Raft {
     return { term: this.term, vote: this.vote, commit: this.log.committed };
   }
 
+  /** The configuration in force: the latest in the log, committed or not. */
   confState(): ConfState {
-    return { voters: [...this.voters].sort(), learners: [...this.learners].sort() };
+    return this.configs.current();
+  }
+
+  /** The configuration as of log index `index` (at or after the last snapshot). */
+  confStateAt(index: number): ConfState {
+    return this.configs.at(index);
   }
 
   status(): Status {
@@ -209,7 +224,6 @@ export class Raft {
     this.leadTransferee = NO_NODE;
     this.votes.clear();
     this.progress.clear();
-    this.pendingConfIndex = 0;
     this.termStartIndex = 0;
     this.failForwardedReads('leadershipLost');
   }
@@ -260,14 +274,11 @@ export class Raft {
     const last = this.log.lastIndex();
     for (const id of this.voters) this.progress.set(id, this.newProgress(id, last + 1, false));
     for (const id of this.learners) this.progress.set(id, this.newProgress(id, last + 1, true));
-    const self = this.progress.get(this.id);
-    invariant(self !== undefined, 'a leader must be a member');
+    invariant(this.voters.has(this.id), 'a leader must be a voter');
+    const self = this.progress.get(this.id)!;
     self.match = last;
     self.becomeReplicate();
     self.recentActive = true;
-    // Conservatively treat everything in the log as a possible pending conf change: no new one
-    // may be proposed until this leader has applied its whole log (the ADR argues why).
-    this.pendingConfIndex = last;
     // An empty entry of the new term: committing it commits everything before it (§5.4.2) and
     // enables ReadIndex.
     this.termStartIndex = last + 1;
@@ -358,22 +369,7 @@ export class Raft {
   /** Starts an election (after a pre-vote round unless `transfer`). */
   hup(transfer: boolean): void {
     if (this.role === 'leader' || !this.promotable()) return;
-    // A node that has not applied a committed membership change might count votes against a stale
-    // configuration; it waits until it has applied everything it knows is committed.
-    if (this.hasUnappliedConfChanges()) return;
     this.campaign(this.preVote && !transfer ? 'preVote' : 'vote', transfer);
-  }
-
-  private hasUnappliedConfChanges(): boolean {
-    if (this.log.applied >= this.log.committed) return false;
-    let lo = Math.max(this.log.applied + 1, this.log.firstIndex());
-    const hi = this.log.committed + 1;
-    while (lo < hi) {
-      const batch = this.log.slice(lo, hi, this.maxSizePerMsg);
-      if (batch.some((e) => e.type === 'confChange')) return true;
-      lo += batch.length;
-    }
-    return false;
   }
 
   private campaign(type: 'vote' | 'preVote', transfer: boolean): void {
@@ -605,9 +601,10 @@ export class Raft {
       this.sendAppResp(m.from, this.log.committed, false, 0, 0);
       return;
     }
-    const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
-    if (lastNew !== null) {
-      this.sendAppResp(m.from, lastNew, false, 0, 0);
+    const appended = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    if (appended !== null) {
+      if (appended.written.length > 0) this.recordConfigs(appended.written);
+      this.sendAppResp(m.from, appended.lastNew, false, 0, 0);
       return;
     }
     // Our log does not hold (m.index, m.logTerm). Point the leader at the highest index that may still
@@ -639,14 +636,40 @@ export class Raft {
       return;
     }
     this.log.restore(m.snapshot);
-    this.setConfState(m.snapshot.meta.confState);
+    this.configs.reset(index, m.snapshot.meta.confState);
+    this.syncConfig();
     this.sendAppResp(m.from, this.log.lastIndex(), false, 0, 0);
   }
 
-  private setConfState(cs: ConfState): void {
-    this.voters = new Set(cs.voters);
-    this.learners = new Set(cs.learners);
+  /** Entries were written to the log from entries[0].index on: take up the configurations they carry. */
+  private recordConfigs(written: readonly Entry[]): void {
+    const before = this.configs.latestIndex();
+    if (before >= written[0]!.index) this.configs.truncateFrom(written[0]!.index);
+    if (this.configs.record(written) || this.configs.latestIndex() !== before) this.syncConfig();
+  }
+
+  /** Puts the latest configuration in force; a leader starts or stops replicating to members. */
+  private syncConfig(): void {
+    const conf = this.configs.current();
+    this.voters = new Set(conf.voters);
+    this.learners = new Set(conf.learners);
     for (const id of this.learners) invariant(!this.voters.has(id), () => `${id} is both voter and learner`);
+    if (this.role !== 'leader') return;
+    for (const id of [...this.progress.keys()]) {
+      if (id !== this.id && !this.voters.has(id) && !this.learners.has(id)) this.progress.delete(id);
+    }
+    if (this.leadTransferee !== NO_NODE && !this.voters.has(this.leadTransferee)) this.leadTransferee = NO_NODE;
+    for (const id of [...conf.voters, ...conf.learners]) {
+      const pr = this.progress.get(id);
+      if (pr) {
+        pr.isLearner = this.learners.has(id);
+      } else {
+        const fresh = this.newProgress(id, this.log.lastIndex() + 1, this.learners.has(id));
+        // A new member counts as recently active so that it may be sent a snapshot at once.
+        fresh.recentActive = true;
+        this.progress.set(id, fresh);
+      }
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -655,6 +678,7 @@ export class Raft {
 
   private appendEntries(entries: Entry[]): void {
     const last = this.log.append(entries);
+    this.recordConfigs(entries);
     const self = this.progress.get(this.id);
     invariant(self !== undefined, 'leader without its own progress');
     self.maybeUpdate(last);
@@ -680,6 +704,10 @@ export class Raft {
   }
 
   private onCommitAdvanced(): void {
+    if (!this.voters.has(this.id) && this.log.committed >= this.configs.latestIndex()) {
+      this.stepDownAfterRemoval();
+      return;
+    }
     if (this.committedEntryInCurrentTerm() && this.readsAwaitingTermCommit.length > 0) {
       const waiting = this.readsAwaitingTermCommit;
       this.readsAwaitingTermCommit = [];
@@ -858,16 +886,22 @@ export class Raft {
     if (this.leadTransferee !== NO_NODE) throw new RaftError('transferInProgress', `leadership is being transferred to ${this.leadTransferee}`);
   }
 
-  /** Proposes one single-server membership change. Only one may be in flight at a time. */
+  /**
+   * Proposes one single-server membership change. It takes effect on every node as soon as it is in
+   * that node's log. Only one may be uncommitted at a time, and a leader makes none before an entry
+   * of its own term has committed (the fix to single-server changes from the Raft mailing list).
+   */
   proposeConfChange(change: ConfChange): { term: number; index: number } {
     this.checkAcceptingProposals();
-    if (this.pendingConfIndex > this.log.applied) {
-      throw new RaftError('confChangeInProgress', 'a membership change is still being applied; retry once it is');
+    if (this.configs.latestIndex() > this.log.committed) {
+      throw new RaftError('confChangeInProgress', 'a membership change is still uncommitted; retry once it commits');
+    }
+    if (!this.committedEntryInCurrentTerm()) {
+      throw new RaftError('confChangeInProgress', 'the new leader has not committed an entry of its term yet; retry shortly');
     }
     this.validateConfChange(change);
     const index = this.log.lastIndex() + 1;
     this.appendEntries([{ type: 'confChange', index, term: this.term, change }]);
-    this.pendingConfIndex = index;
     this.bcastAppend();
     return { term: this.term, index };
   }
@@ -884,44 +918,25 @@ export class Raft {
     }
   }
 
-  /** Applies a committed membership change. Called by RawNode when the host has applied the entry. */
-  applyConfChange(change: ConfChange): void {
-    const { type, node } = change;
-    switch (type) {
-      case 'addVoter':
-        this.learners.delete(node);
-        this.voters.add(node);
-        break;
-      case 'addLearner':
-        if (!this.voters.has(node)) this.learners.add(node);
-        break;
-      case 'removeNode':
-        this.voters.delete(node);
-        this.learners.delete(node);
-        break;
+  /**
+   * A leader whose removal has committed stops leading. It hands over to the most up-to-date voter
+   * at once, so the cluster need not wait for an election timeout.
+   */
+  private stepDownAfterRemoval(): void {
+    this.bcastAppend();
+    let successor: Progress | null = null;
+    for (const id of [...this.voters].sort()) {
+      const pr = this.progress.get(id);
+      if (pr && (!successor || pr.match > successor.match)) successor = pr;
     }
-    if (this.role !== 'leader') return;
-    if (!this.voters.has(this.id)) {
-      // A leader that removed itself hands over by stepping down; the others elect a successor.
-      this.becomeFollower(this.term, NO_NODE);
-      return;
-    }
-    if (type === 'removeNode') {
-      this.progress.delete(node);
-      if (this.leadTransferee === node) this.leadTransferee = NO_NODE;
-    } else {
-      const pr = this.progress.get(node);
-      if (pr) pr.isLearner = !this.voters.has(node);
-      else {
-        const fresh = this.newProgress(node, this.log.lastIndex() + 1, !this.voters.has(node));
-        // A new member starts as recently active so that it may receive a snapshot at once.
-        fresh.recentActive = true;
-        this.progress.set(node, fresh);
-      }
-    }
-    // The quorum changed: commit what the new configuration allows and bring the new member up to date.
-    if (this.maybeCommit()) this.bcastAppend();
-    else if (type !== 'removeNode') this.sendAppend(node);
+    if (successor && successor.match === this.log.lastIndex()) this.sendTimeoutNow(successor.id);
+    this.becomeFollower(this.term, NO_NODE);
+  }
+
+  /** The host applied everything up to `index`: configurations superseded by then are not needed. */
+  appliedTo(index: number): void {
+    this.log.appliedTo(index);
+    this.configs.compact(index);
   }
 
   /** Hands leadership to `target` once it is up to date. */

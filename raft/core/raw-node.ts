@@ -77,6 +77,11 @@ export class RawNode {
 
   /** The membership as of the last applied entry: what a snapshot taken now must record. */
   confState(): ConfState {
+    return this.raft.confStateAt(this.raft.log.applied);
+  }
+
+  /** The membership in force: the latest configuration in the log, committed or not. */
+  latestConfState(): ConfState {
     return this.raft.confState();
   }
 
@@ -138,12 +143,9 @@ export class RawNode {
     if (lastEntry) r.log.stableTo(lastEntry.index, lastEntry.term);
     if (rd.snapshot) {
       r.log.stableSnapTo(rd.snapshot.meta.index);
-      if (rd.snapshot.meta.index > r.log.applied) r.log.appliedTo(rd.snapshot.meta.index);
+      if (rd.snapshot.meta.index > r.log.applied) r.appliedTo(rd.snapshot.meta.index);
     }
-    for (const e of rd.committedEntries) {
-      // Membership changes take effect once applied (see docs/adr/0002-raft-core.md).
-      if (e.type === 'confChange') r.applyConfChange(e.change);
-      r.log.appliedTo(e.index);
-    }
+    const lastApplied = rd.committedEntries[rd.committedEntries.length - 1];
+    if (lastApplied) r.appliedTo(lastApplied.index);
   }
 }

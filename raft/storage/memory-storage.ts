@@ -2,6 +2,7 @@
 // the storage of the deterministic simulation and the in-memory mirror behind durable storages.
 import { CompactedError, invariant, RaftError, UnavailableError } from '../core/errors.ts';
 import { limitSize } from '../core/log.ts';
+import { bootstrapEntries } from '../core/membership.ts';
 import type { RaftStorage } from '../core/storage.ts';
 import type { ConfState, Entry, HardState, Snapshot } from '../core/types.ts';
 
@@ -13,9 +14,15 @@ export class MemoryStorage implements RaftStorage {
   /** ents[0] is a dummy at the snapshot's index and term; real entries follow. */
   private ents: Entry[];
 
-  constructor(initialConf: ConfState = { voters: [], learners: [] }) {
-    this.snap = { meta: { index: 0, term: 0, confState: initialConf }, data: new Uint8Array(0) };
+  /** An empty storage, or with `founders` the bootstrapped log of a founding member of a new cluster. */
+  constructor(founders: ConfState = { voters: [], learners: [] }) {
+    this.snap = { meta: { index: 0, term: 0, confState: { voters: [], learners: [] } }, data: new Uint8Array(0) };
     this.ents = [dummy(0, 0)];
+    const entries = bootstrapEntries(founders);
+    if (entries.length > 0) {
+      this.append(entries);
+      this.hard = { term: 1, vote: '', commit: entries.length };
+    }
   }
 
   initialState(): { hardState: HardState; confState: ConfState } {
