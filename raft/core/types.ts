@@ -11,7 +11,7 @@ export const NO_NODE: NodeId = '';
 export type ConfChangeType = 'addVoter' | 'removeNode' | 'addLearner';
 
 /**
- * A single-server membership change (see docs/adr/0002-raft-core.md). Promoting a learner is
+ * A single-server membership change (see docs/adr/0002-membership-changes.md). Promoting a learner is
  * `addVoter` on a node that is already a learner.
  */
 export interface ConfChange {
