@@ -76,7 +76,9 @@ export class MemoryStorage implements RaftStorage {
     const fresh = first > entries[0]!.index ? entries.slice(first - entries[0]!.index) : entries;
     const start = fresh[0]!.index - this.offset();
     invariant(start <= this.ents.length, () => `append at ${fresh[0]!.index} leaves a gap after ${this.lastIndex()}`);
-    this.ents = this.ents.slice(0, start).concat(fresh);
+    // The common case appends at the end: no copy of the log kept so far.
+    if (start < this.ents.length) this.ents.length = start;
+    for (const e of fresh) this.ents.push(e);
   }
 
   /** Replaces the whole log with a snapshot (received from the leader). */

@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// Runs the TypeScript sources directly through tsx (see docs/adr/0004-running-typescript.md).
+import { register } from 'tsx/esm/api';
+
+register();
+const { konsulProgram } = await import('../cli/konsul.ts');
+await konsulProgram().parseAsync(process.argv);

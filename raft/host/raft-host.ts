@@ -1,0 +1,435 @@
+// The Ready loop: the one place where the pure Raft core meets time, disk and the network.
+// Proposals made while a Ready is being persisted go straight into the core's unstable log, so the
+// next Ready carries all of them in one synced write and one append message (group commit).
+import { randomInt, randomUUID } from 'node:crypto';
+import { NotLeaderError, RaftError } from '../core/errors.ts';
+import type { RandomSource } from '../core/prng.ts';
+import type { RaftConfig } from '../core/raft.ts';
+import { RawNode } from '../core/raw-node.ts';
+import type { RaftStorage } from '../core/storage.ts';
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, Snapshot, SoftState, Status } from '../core/types.ts';
+
+/** Durable storage as the host drives it: the core's read side plus one synced save per Ready. */
+export interface HostStorage extends RaftStorage {
+  save(ready: { snapshot: Snapshot | null; entries: readonly Entry[]; hardState: HardState | null }): Promise<void>;
+  createSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot>;
+  close(): Promise<void>;
+}
+
+/** The replicated state machine. apply() is synchronous and deterministic. */
+export interface HostStateMachine {
+  apply(index: number, command: Uint8Array): unknown;
+  applyNoop(index: number): void;
+  snapshot(): Uint8Array;
+  restore(data: Uint8Array): void;
+}
+
+/** Delivers messages to other servers; never blocks the loop (queues and drops on its own). */
+export interface HostTransport {
+  send(messages: readonly Message[]): void;
+}
+
+export interface RaftHostOptions {
+  readonly id: NodeId;
+  readonly storage: HostStorage;
+  readonly stateMachine: HostStateMachine;
+  readonly transport?: HostTransport;
+  /** Milliseconds per Raft tick. */
+  readonly tickMs?: number;
+  readonly electionTicks?: number;
+  readonly heartbeatTicks?: number;
+  /** Take a snapshot (and compact the log) after this many applied entries. */
+  readonly snapshotEveryEntries?: number;
+  /** Extra settings for the core (flow control limits and the like). */
+  readonly raft?: Partial<Omit<RaftConfig, 'id' | 'storage' | 'random'>>;
+}
+
+/** Why a proposal or read failed; the HTTP layer maps these to statuses. */
+export class ProposalError extends Error {
+  readonly reason: 'notLeader' | 'leadershipLost' | 'overwritten' | 'stopped' | 'transferInProgress';
+  readonly leader: NodeId;
+  constructor(reason: ProposalError['reason'], message: string, leader: NodeId = '') {
+    super(message);
+    this.name = 'ProposalError';
+    this.reason = reason;
+    this.leader = leader;
+  }
+}
+
+export class ReadIndexError extends Error {
+  readonly reason: 'noLeader' | 'leadershipLost' | 'timeout' | 'stopped';
+  constructor(reason: ReadIndexError['reason'], message: string) {
+    super(message);
+    this.name = 'ReadIndexError';
+    this.reason = reason;
+  }
+}
+
+interface PendingProposal {
+  readonly term: number;
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+}
+
+interface PendingRead {
+  /** Set once the leader confirmed the read point; resolved when the FSM has applied it. */
+  index: number;
+  resolve(index: number): void;
+  reject(err: Error): void;
+}
+
+/** Seeds the core's election jitter from the OS; the core itself stays deterministic. */
+class CryptoRandom implements RandomSource {
+  int(n: number): number {
+    return randomInt(n);
+  }
+}
+
+export class RaftHost {
+  readonly id: NodeId;
+  private readonly storage: HostStorage;
+  private readonly fsm: HostStateMachine;
+  private readonly transport: HostTransport | undefined;
+  private readonly tickMs: number;
+  private readonly snapshotEveryEntries: number;
+  private readonly node: RawNode;
+  private readonly proposals = new Map<number, PendingProposal>();
+  private readonly reads = new Map<string, PendingRead>();
+  /** Reads confirmed by the leader, waiting for the FSM to apply their index; ordered by index. */
+  private readonly confirmedReads: PendingRead[] = [];
+  private readonly softStateListeners = new Set<(s: SoftState) => void>();
+  private readonly appliedListeners = new Set<(index: number) => void>();
+  private ticker: NodeJS.Timeout | null = null;
+  private loopRunning = false;
+  private loopRequested = false;
+  private loopIdle: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private lastSnapshotIndex: number;
+  private appliedIndex: number;
+  private softState: SoftState = { lead: '', role: 'follower' };
+  /** Index of the first entry of this node's current leadership term (0 when not leader). */
+  private leaderTermStartIndex = 0;
+  /** The commit index found in storage at start: the local replay is done once it is applied. */
+  private readonly commitAtStart: number;
+  private lastLeaderContactMs = 0;
+  private fatal: Error | null = null;
+
+  constructor(options: RaftHostOptions) {
+    this.id = options.id;
+    this.storage = options.storage;
+    this.fsm = options.stateMachine;
+    this.transport = options.transport;
+    this.tickMs = options.tickMs ?? 50;
+    this.snapshotEveryEntries = options.snapshotEveryEntries ?? 16384;
+    this.commitAtStart = this.storage.initialState().hardState.commit;
+    const snapshot = this.storage.snapshot();
+    if (snapshot.meta.index > 0) this.fsm.restore(snapshot.data);
+    this.lastSnapshotIndex = snapshot.meta.index;
+    this.appliedIndex = snapshot.meta.index;
+    this.node = new RawNode({
+      ...options.raft,
+      id: options.id,
+      storage: options.storage,
+      random: new CryptoRandom(),
+      electionTicks: options.electionTicks ?? 10,
+      heartbeatTicks: options.heartbeatTicks ?? 1,
+      applied: snapshot.meta.index,
+    });
+  }
+
+  /** Starts ticking. A lone voter (a dev server) elects itself at once instead of waiting a timeout. */
+  start(): void {
+    const conf = this.node.latestConfState();
+    if (conf.voters.length === 1 && conf.voters[0] === this.id) this.node.campaign();
+    this.ticker = setInterval(() => {
+      this.node.tick();
+      this.schedule();
+    }, this.tickMs);
+    this.ticker.unref();
+    this.schedule();
+  }
+
+  /** Stops ticking, finishes the Ready in progress, fails everything still waiting, closes storage. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
+    await this.loopIdle;
+    const err = new ProposalError('stopped', 'the server is shutting down');
+    for (const p of this.proposals.values()) p.reject(err);
+    this.proposals.clear();
+    const readErr = new ReadIndexError('stopped', 'the server is shutting down');
+    for (const r of this.reads.values()) r.reject(readErr);
+    for (const r of this.confirmedReads) r.reject(readErr);
+    this.reads.clear();
+    this.confirmedReads.length = 0;
+    await this.storage.close();
+  }
+
+  /** Proposals still waiting for their outcome (the graceful shutdown drains them first). */
+  inFlight(): number {
+    return this.proposals.size;
+  }
+
+  /** Waits until no proposal is in flight or `timeoutMs` passes. */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.proposals.size > 0 && Date.now() < deadline && !this.fatal) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /**
+   * Replicates a command and resolves with the state machine's result once it is applied here.
+   * Fails fast with ProposalError('notLeader') on a follower.
+   */
+  propose(command: Uint8Array): Promise<unknown> {
+    if (this.stopped) return Promise.reject(new ProposalError('stopped', 'the server is shutting down'));
+    if (this.fatal) return Promise.reject(this.fatal);
+    let placed: { term: number; firstIndex: number };
+    try {
+      placed = this.node.propose([command]);
+    } catch (err) {
+      return Promise.reject(toProposalError(err));
+    }
+    const { term, firstIndex } = placed;
+    const result = new Promise<unknown>((resolve, reject) => this.proposals.set(firstIndex, { term, resolve, reject }));
+    this.schedule();
+    return result;
+  }
+
+  /** Proposes a membership change; resolves once it is applied here. */
+  proposeConfChange(change: ConfChange): Promise<void> {
+    if (this.stopped) return Promise.reject(new ProposalError('stopped', 'the server is shutting down'));
+    let placed: { term: number; index: number };
+    try {
+      placed = this.node.proposeConfChange(change);
+    } catch (err) {
+      return Promise.reject(toProposalError(err));
+    }
+    const result = new Promise<void>((resolve, reject) =>
+      this.proposals.set(placed.index, { term: placed.term, resolve: () => resolve(), reject }),
+    );
+    this.schedule();
+    return result;
+  }
+
+  /** Resolves with an index at which a read is linearizable, once this node has applied it (ReadIndex). */
+  readIndex(): Promise<number> {
+    if (this.stopped) return Promise.reject(new ReadIndexError('stopped', 'the server is shutting down'));
+    const context = randomUUID();
+    const result = new Promise<number>((resolve, reject) => this.reads.set(context, { index: 0, resolve, reject }));
+    this.node.readIndex(context);
+    this.schedule();
+    return result;
+  }
+
+  transferLeader(target: NodeId): void {
+    this.node.transferLeader(target);
+    this.schedule();
+  }
+
+  /** Delivers a message from another server. */
+  receive(message: Message): void {
+    if (this.stopped) return;
+    this.node.step(message);
+    this.schedule();
+  }
+
+  reportUnreachable(to: NodeId): void {
+    this.node.reportUnreachable(to);
+    this.schedule();
+  }
+
+  reportSnapshot(to: NodeId, ok: boolean): void {
+    this.node.reportSnapshot(to, ok);
+    this.schedule();
+  }
+
+  status(): Status {
+    return this.node.status();
+  }
+
+  isLeader(): boolean {
+    return this.softState.role === 'leader';
+  }
+
+  /**
+   * A leader whose state machine has applied the first entry of its term, and so everything any
+   * earlier leader committed: only then may it answer reads from its own state.
+   */
+  isReadyLeader(): boolean {
+    return this.isLeader() && this.appliedIndex >= this.leaderTermStartIndex;
+  }
+
+  /** Resolves once the entries committed before this process started have been applied again. */
+  async replayed(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.appliedIndex < this.commitAtStart) {
+      if (Date.now() > deadline || this.fatal) return false;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return true;
+  }
+
+  leader(): NodeId {
+    return this.softState.lead;
+  }
+
+  applied(): number {
+    return this.appliedIndex;
+  }
+
+  /** Milliseconds since this node last heard from a leader (0 on the leader itself). */
+  lastContactMs(): number {
+    if (this.isLeader()) return 0;
+    if (this.softState.lead === '' || this.lastLeaderContactMs === 0) return -1;
+    return Date.now() - this.lastLeaderContactMs;
+  }
+
+  onSoftState(listener: (s: SoftState) => void): () => void {
+    this.softStateListeners.add(listener);
+    return () => this.softStateListeners.delete(listener);
+  }
+
+  onApplied(listener: (index: number) => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
+
+  /** The error that stopped the loop (a storage failure), if any: the process must exit. */
+  fatalError(): Error | null {
+    return this.fatal;
+  }
+
+  private schedule(): void {
+    if (this.stopped && !this.loopRunning) return;
+    this.loopRequested = true;
+    if (this.loopRunning) return;
+    this.loopRunning = true;
+    this.loopIdle = this.runLoop();
+  }
+
+  private async runLoop(): Promise<void> {
+    try {
+      while (this.loopRequested && !this.fatal) {
+        this.loopRequested = false;
+        // Let proposals that arrive in the same turn of the event loop join this batch.
+        await new Promise<void>((r) => setImmediate(r));
+        let rd = this.node.ready();
+        while (rd) {
+          await this.handleReady(rd);
+          rd = this.node.ready();
+        }
+        await this.maybeSnapshot();
+      }
+    } catch (err) {
+      // Storage failures are not survivable: the durability contract can no longer be kept.
+      this.fatal = err instanceof Error ? err : new Error(String(err));
+      for (const p of this.proposals.values()) p.reject(this.fatal);
+      this.proposals.clear();
+    } finally {
+      this.loopRunning = false;
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.softState) this.onSoftStateChange(rd.softState);
+    if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+      await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    }
+    if (rd.messages.length > 0) {
+      if (rd.messages.some((m) => m.from !== this.id && m.to === this.id)) throw new RaftError('invalidArgument', 'message to self');
+      this.transport?.send(rd.messages);
+    }
+    if (rd.snapshot) {
+      this.fsm.restore(rd.snapshot.data);
+      this.appliedIndex = rd.snapshot.meta.index;
+      this.lastSnapshotIndex = rd.snapshot.meta.index;
+    }
+    for (const entry of rd.committedEntries) this.applyEntry(entry);
+    for (const read of rd.readStates) {
+      const pending = this.reads.get(read.context);
+      if (!pending) continue;
+      this.reads.delete(read.context);
+      pending.index = read.index;
+      this.confirmedReads.push(pending);
+    }
+    for (const failed of rd.failedReads) {
+      const pending = this.reads.get(failed.context);
+      if (!pending) continue;
+      this.reads.delete(failed.context);
+      pending.reject(new ReadIndexError(failed.reason, readFailureText(failed.reason)));
+    }
+    for (const lost of rd.abandonedProposals) {
+      for (let i = lost.fromIndex; i <= lost.toIndex; i++) {
+        const p = this.proposals.get(i);
+        if (p && p.term === lost.term) {
+          this.proposals.delete(i);
+          p.reject(new ProposalError('leadershipLost', 'leadership lost while committing the write; its outcome is unknown'));
+        }
+      }
+    }
+    this.node.advance(rd);
+    this.releaseReads();
+    if (rd.committedEntries.length > 0 || rd.snapshot) for (const l of this.appliedListeners) l(this.appliedIndex);
+  }
+
+  private applyEntry(entry: Entry): void {
+    let result: unknown;
+    if (entry.type === 'normal' && entry.data.length > 0) result = this.fsm.apply(entry.index, entry.data);
+    else this.fsm.applyNoop(entry.index);
+    this.appliedIndex = entry.index;
+    const pending = this.proposals.get(entry.index);
+    if (!pending) return;
+    this.proposals.delete(entry.index);
+    if (pending.term === entry.term) pending.resolve(result);
+    else pending.reject(new ProposalError('overwritten', 'the write was replaced by a newer leader\'s log and did not happen'));
+  }
+
+  private releaseReads(): void {
+    let n = 0;
+    while (n < this.confirmedReads.length && this.confirmedReads[n]!.index <= this.appliedIndex) n++;
+    if (n === 0) return;
+    for (const r of this.confirmedReads.splice(0, n)) r.resolve(r.index);
+    // Later reads may carry smaller indexes (answers can arrive out of order): keep the queue sorted.
+    this.confirmedReads.sort((a, b) => a.index - b.index);
+  }
+
+  private onSoftStateChange(s: SoftState): void {
+    // A new leader's first entry (the empty one of its term) is its last entry right now.
+    if (s.role === 'leader' && this.softState.role !== 'leader') this.leaderTermStartIndex = this.node.status().lastIndex;
+    if (s.role !== 'leader') this.leaderTermStartIndex = 0;
+    this.softState = s;
+    if (s.lead !== '' && s.lead !== this.id) this.lastLeaderContactMs = Date.now();
+    for (const l of this.softStateListeners) l(s);
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    if (this.appliedIndex - this.lastSnapshotIndex < this.snapshotEveryEntries) return;
+    const index = this.appliedIndex;
+    await this.storage.createSnapshot(index, this.node.confState(), this.fsm.snapshot());
+    this.lastSnapshotIndex = index;
+  }
+}
+
+function toProposalError(err: unknown): Error {
+  if (err instanceof NotLeaderError) {
+    return new ProposalError('notLeader', err.leader ? `not the leader; the leader is ${err.leader}` : 'No cluster leader', err.leader);
+  }
+  if (err instanceof RaftError && err.code === 'transferInProgress') return new ProposalError('transferInProgress', err.message);
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function readFailureText(reason: ReadIndexError['reason']): string {
+  switch (reason) {
+    case 'noLeader':
+      return 'No cluster leader';
+    case 'leadershipLost':
+      return 'leadership lost while confirming the read';
+    case 'timeout':
+      return 'timed out confirming leadership for a consistent read';
+    case 'stopped':
+      return 'the server is shutting down';
+  }
+}

@@ -1,0 +1,124 @@
+// Server configuration: defaults, then a JSON config file (Consul-style snake_case keys), then
+// command-line flags. Unknown keys and malformed values are errors, never silently ignored.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ServerConfig {
+  readonly nodeName: string;
+  readonly datacenter: string;
+  readonly dataDir: string;
+  readonly httpAddr: HostPort;
+  /** A single server that bootstraps itself as the only voter of a new cluster. */
+  readonly dev: boolean;
+  readonly kvMaxValueSize: number;
+  /** Longest KV key accepted, in UTF-8 bytes (docs/adr/0005-kv-key-validation.md). */
+  readonly kvMaxKeyLength: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly raftTickMs: number;
+  readonly raftElectionTicks: number;
+  readonly snapshotEveryEntries: number;
+  /** Flush writes to disk before acknowledging them. Only tests and benchmarks turn this off. */
+  readonly syncWrites: boolean;
+}
+
+export const DEFAULTS: ServerConfig = {
+  nodeName: hostname(),
+  datacenter: 'dc1',
+  dataDir: './data',
+  httpAddr: { host: '127.0.0.1', port: 8500 },
+  dev: false,
+  kvMaxValueSize: 512 * 1024,
+  kvMaxKeyLength: 1024,
+  logLevel: 'info',
+  raftTickMs: 50,
+  raftElectionTicks: 10,
+  snapshotEveryEntries: 16384,
+  syncWrites: true,
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function parseHostPort(text: string, what: string): HostPort {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${what}: expected HOST:PORT, got "${text}"`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+/** The config file's keys and how each maps onto ServerConfig. */
+const FILE_KEYS: Record<string, (v: unknown, c: Partial<Mutable<ServerConfig>>) => void> = {
+  node_name: (v, c) => (c.nodeName = str(v, 'node_name')),
+  datacenter: (v, c) => (c.datacenter = str(v, 'datacenter')),
+  data_dir: (v, c) => (c.dataDir = str(v, 'data_dir')),
+  http_addr: (v, c) => (c.httpAddr = parseHostPort(str(v, 'http_addr'), 'http_addr')),
+  dev: (v, c) => (c.dev = bool(v, 'dev')),
+  kv_max_value_size: (v, c) => (c.kvMaxValueSize = positiveInt(v, 'kv_max_value_size')),
+  kv_max_key_length: (v, c) => (c.kvMaxKeyLength = positiveInt(v, 'kv_max_key_length')),
+  log_level: (v, c) => (c.logLevel = logLevel(v)),
+  raft_tick_ms: (v, c) => (c.raftTickMs = positiveInt(v, 'raft_tick_ms')),
+  raft_election_ticks: (v, c) => (c.raftElectionTicks = positiveInt(v, 'raft_election_ticks')),
+  snapshot_every_entries: (v, c) => (c.snapshotEveryEntries = positiveInt(v, 'snapshot_every_entries')),
+  sync_writes: (v, c) => (c.syncWrites = bool(v, 'sync_writes')),
+};
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+export function readConfigFile(path: string): Partial<ServerConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${path}: the config must be a JSON object`);
+  const out: Partial<Mutable<ServerConfig>> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const apply = FILE_KEYS[key];
+    if (!apply) throw new ConfigError(`${path}: unknown key "${key}" (known: ${Object.keys(FILE_KEYS).join(', ')})`);
+    apply(value, out);
+  }
+  return out;
+}
+
+export function mergeConfig(...layers: Partial<ServerConfig>[]): ServerConfig {
+  const merged = Object.assign({}, DEFAULTS, ...layers.map(dropUndefined)) as ServerConfig;
+  if (merged.raftElectionTicks < 2) throw new ConfigError('raft_election_ticks must be at least 2');
+  if (!merged.nodeName) throw new ConfigError('node_name must not be empty');
+  return merged;
+}
+
+function dropUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function str(v: unknown, key: string): string {
+  if (typeof v !== 'string') throw new ConfigError(`${key} must be a string`);
+  return v;
+}
+
+function bool(v: unknown, key: string): boolean {
+  if (typeof v !== 'boolean') throw new ConfigError(`${key} must be true or false`);
+  return v;
+}
+
+export function positiveInt(v: unknown, key: string): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`${key} must be a positive integer`);
+  return n;
+}
+
+export function logLevel(v: unknown): ServerConfig['logLevel'] {
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+  if (typeof v !== 'string' || !levels.includes(v)) throw new ConfigError(`log_level must be one of ${levels.join(', ')}`);
+  return v as ServerConfig['logLevel'];
+}

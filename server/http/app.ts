@@ -1,0 +1,34 @@
+// Builds the fastify application (separately from the process, so tests can drive it with inject()).
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { toHttpError } from '../errors.ts';
+import type { ServerContext } from './context.ts';
+import { agentRoutes } from './routes/agent.ts';
+import { kvRoutes } from './routes/kv.ts';
+import { statusRoutes } from './routes/status.ts';
+
+export async function buildApp(ctx: ServerContext, options: { logger?: boolean | object } = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    // Per-request log lines cost more than the requests themselves at Konsul's request rates.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Keys may contain characters fastify would otherwise treat specially; Consul routes on the raw path.
+    routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 4096 },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+
+  // One place maps every error to Consul's plain-text status and message.
+  app.setErrorHandler((err, request, reply) => {
+    const httpErr = toHttpError(err);
+    if (httpErr.statusCode >= 500) request.log.error({ err }, 'request failed');
+    void reply.code(httpErr.statusCode).type('text/plain; charset=utf-8').send(httpErr.message);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).type('text/plain; charset=utf-8').send(`Not found: ${request.method} ${request.url.split('?')[0]}`);
+  });
+
+  await app.register(statusRoutes, { ctx });
+  await app.register(agentRoutes, { ctx });
+  await app.register(kvRoutes, { ctx });
+  return app;
+}

@@ -1,0 +1,52 @@
+// Blocking queries: answer at once unless the client already has the current index, else hold the
+// request until a watcher for exactly this data fires or the wait ends. Nothing here polls: a
+// request costs one watcher registration while it waits.
+
+export interface Indexed<T> {
+  readonly index: number;
+  readonly value: T;
+}
+
+export interface BlockingQuery<T> {
+  /** The client's index (0 = do not block). */
+  readonly minIndex: number;
+  readonly waitMs: number;
+  /** Registers `wake` on the data this query reads; returns the cancel function. */
+  readonly watch: (wake: () => void) => () => void;
+  /** Reads the data and its index. */
+  readonly run: () => Indexed<T>;
+  /** Aborted when the client goes away. */
+  readonly signal?: AbortSignal;
+}
+
+export async function blockingQuery<T>(q: BlockingQuery<T>): Promise<Indexed<T>> {
+  let result = withFloor(q.run());
+  // An index below the client's means the data was reset (snapshot restore): answer so it resyncs.
+  if (q.minIndex === 0 || result.index !== q.minIndex) return result;
+  const deadline = Date.now() + q.waitMs;
+  while (result.index === q.minIndex) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0 || q.signal?.aborted) return result;
+    const woke = await new Promise<boolean>((resolve) => {
+      let cancel: () => void = () => {};
+      const done = (fired: boolean) => {
+        clearTimeout(timer);
+        cancel();
+        q.signal?.removeEventListener('abort', onAbort);
+        resolve(fired);
+      };
+      const onAbort = () => done(false);
+      const timer = setTimeout(() => done(false), remaining);
+      cancel = q.watch(() => done(true));
+      q.signal?.addEventListener('abort', onAbort);
+    });
+    result = withFloor(q.run());
+    if (!woke) return result;
+  }
+  return result;
+}
+
+/** X-Consul-Index is never 0: clients treat 0 as "do not block" and would spin. */
+function withFloor<T>(r: Indexed<T>): Indexed<T> {
+  return r.index >= 1 ? r : { index: 1, value: r.value };
+}

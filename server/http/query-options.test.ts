@@ -1,0 +1,32 @@
+import t from 'tap';
+import { HttpError } from '../errors.ts';
+import { parseDurationMs, parseQueryOptions, parseUint } from './query-options.ts';
+
+t.test('durations parse as Go does', async (t) => {
+  t.equal(parseDurationMs('5m'), 300_000);
+  t.equal(parseDurationMs('1.5s'), 1500);
+  t.equal(parseDurationMs('300ms'), 300);
+  t.equal(parseDurationMs('1h2m'), 3_720_000);
+  t.equal(parseDurationMs('0'), 0);
+  for (const bad of ['', '5', 'm', '5x', '-1s', '1s ', ' 1s', '1s2']) t.equal(parseDurationMs(bad), null, `"${bad}" is invalid`);
+});
+
+t.test('indexes are unsigned decimal integers', async (t) => {
+  t.equal(parseUint('0'), 0);
+  t.equal(parseUint('123'), 123);
+  for (const bad of ['', '-1', '1.5', 'abc', '0x10', '99999999999999999999']) t.equal(parseUint(bad), null, `"${bad}" is invalid`);
+});
+
+t.test('query options', async (t) => {
+  const noJitter = () => 0;
+  t.same(parseQueryOptions({}, noJitter), { minIndex: 0, waitMs: 300_000, consistency: 'default' }, 'wait defaults to 5 minutes');
+  t.equal(parseQueryOptions({ wait: '20m' }, noJitter).waitMs, 600_000, 'wait is capped at 10 minutes');
+  t.equal(parseQueryOptions({ index: '7', wait: '2s' }, noJitter).minIndex, 7);
+  t.equal(parseQueryOptions({ stale: '' }).consistency, 'stale');
+  t.equal(parseQueryOptions({ consistent: '' }).consistency, 'consistent');
+  const jittered = parseQueryOptions({ wait: '16s' }, () => 0.999).waitMs;
+  t.ok(jittered > 16_000 && jittered < 17_000, 'jitter adds at most wait/16');
+  t.throws(() => parseQueryOptions({ index: 'x' }), new HttpError(400, 'Invalid index'));
+  t.throws(() => parseQueryOptions({ wait: '10 minutes' }), new HttpError(400, 'Invalid wait time'));
+  t.throws(() => parseQueryOptions({ stale: '', consistent: '' }), new HttpError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.'));
+});

@@ -1,0 +1,198 @@
+// /v1/kv: Consul's KV endpoint, byte for byte: raw bodies in, base64 values out, true/false for
+// writes, 404 with X-Consul-Index for missing keys, blocking queries and consistency modes.
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { encodeCommand, type Command } from '../../../fsm/commands.ts';
+import type { KvEntry } from '../../../fsm/state/kv.ts';
+import { badRequest, HttpError } from '../../errors.ts';
+import { blockingQuery } from '../blocking.ts';
+import { readGate, setQueryMeta } from '../consistency.ts';
+import type { ServerContext } from '../context.ts';
+import { has, param, parseQueryOptions, parseUint, type Query } from '../query-options.ts';
+
+const MAX_UINT64 = 18446744073709551615n;
+
+export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
+  const { config, fsm } = ctx;
+
+  // KV bodies are raw bytes whatever their content type (curl sends form encoding by default).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.kvMaxValueSize }, (_req, body, done) => done(null, body));
+
+  const tooLarge = (size: number) =>
+    new HttpError(
+      413,
+      `Request body(${size} bytes) too large, max size: ${config.kvMaxValueSize} bytes. See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.`,
+    );
+
+  // Refuse oversized bodies before reading them; chunked ones are cut off by bodyLimit.
+  app.addHook('onRequest', async (request) => {
+    if (request.method !== 'PUT') return;
+    const length = Number(request.headers['content-length'] ?? 0);
+    if (length > config.kvMaxValueSize) throw tooLarge(length);
+  });
+  app.addHook('onError', async (_request, _reply, err) => {
+    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(config.kvMaxValueSize + 1);
+  });
+
+  const keyOf = (request: FastifyRequest): string => {
+    const key = (request.params as { '*': string })['*'] ?? '';
+    validateKey(key, config.kvMaxKeyLength);
+    return key;
+  };
+
+  app.get('/v1/kv/*', async (request, reply) => {
+    const key = keyOf(request);
+    const query = request.query as Query;
+    const opts = parseQueryOptions(query);
+    await readGate(ctx, opts.consistency);
+    const signal = abortOnClose(request, ctx.shutdownSignal);
+
+    if (has(query, 'keys')) {
+      const separator = param(query, 'separator') ?? param(query, 'seperator') ?? '';
+      const { index, value } = await blockingQuery({
+        minIndex: opts.minIndex,
+        waitMs: opts.waitMs,
+        signal,
+        watch: (wake) => fsm.watches.watchPrefix(key, wake),
+        run: () => ({ index: fsm.kv.prefixIndex(key), value: fsm.kv.keys(key, separator) }),
+      });
+      setQueryMeta(reply, ctx, index, opts.consistency);
+      // The root answers an empty list; any other prefix without keys is a 404.
+      if (value.length === 0 && key !== '') return reply.code(404).send();
+      return reply.type('application/json').send(JSON.stringify(value));
+    }
+
+    if (has(query, 'recurse')) {
+      const { index, value } = await blockingQuery({
+        minIndex: opts.minIndex,
+        waitMs: opts.waitMs,
+        signal,
+        watch: (wake) => fsm.watches.watchPrefix(key, wake),
+        run: () => ({ index: fsm.kv.prefixIndex(key), value: fsm.kv.list(key) }),
+      });
+      setQueryMeta(reply, ctx, index, opts.consistency);
+      if (value.length === 0) return reply.code(404).send();
+      return reply.type('application/json').send(entriesJson(value));
+    }
+
+    if (key === '') throw badRequest('Missing key name');
+    const { index, value: entry } = await blockingQuery({
+      minIndex: opts.minIndex,
+      waitMs: opts.waitMs,
+      signal,
+      watch: (wake) => fsm.watches.watchKey(key, wake),
+      run: () => {
+        const e = fsm.kv.get(key);
+        // An existing key answers its ModifyIndex; a missing one the table's index, so clients can block on it.
+        return { index: e ? e.ModifyIndex : fsm.kv.index(), value: e };
+      },
+    });
+    setQueryMeta(reply, ctx, index, opts.consistency);
+    if (!entry) return reply.code(404).send();
+    if (has(query, 'raw')) {
+      return reply
+        .type('text/plain')
+        .header('X-Content-Type-Options', 'nosniff')
+        .header('Content-Security-Policy', 'sandbox')
+        .send(Buffer.from(entry.Value));
+    }
+    return reply.type('application/json').send(entriesJson([entry]));
+  });
+
+  app.put('/v1/kv/*', async (request, reply) => {
+    const key = keyOf(request);
+    if (key === '') throw badRequest('Missing key name');
+    const query = request.query as Query;
+    rejectConflictingFlags(query, ['cas', 'acquire', 'release']);
+    const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
+    if (body.length > config.kvMaxValueSize) throw tooLarge(body.length);
+    const flags = parseFlags(param(query, 'flags'));
+    const command: Command = {
+      type: 'kvSet',
+      key,
+      value: body.toString('base64'),
+      flags,
+      ...(has(query, 'cas') ? { cas: requireIndex(param(query, 'cas'), 'Invalid CAS index') } : {}),
+      ...(has(query, 'acquire') ? { acquire: requireSession(param(query, 'acquire')) } : {}),
+      ...(has(query, 'release') ? { release: requireSession(param(query, 'release')) } : {}),
+    };
+    const result = await ctx.raft.propose(encodeCommand(command));
+    return sendApplyResult(reply, result);
+  });
+
+  app.delete('/v1/kv/*', async (request, reply) => {
+    const key = keyOf(request);
+    const query = request.query as Query;
+    rejectConflictingFlags(query, ['recurse', 'cas']);
+    let command: Command;
+    if (has(query, 'recurse')) command = { type: 'kvDeleteTree', prefix: key };
+    else if (key === '') throw badRequest('Missing key name');
+    else if (has(query, 'cas')) command = { type: 'kvDelete', key, cas: requireIndex(param(query, 'cas'), 'Invalid CAS index') };
+    else command = { type: 'kvDelete', key };
+    const result = await ctx.raft.propose(encodeCommand(command));
+    return sendApplyResult(reply, result);
+  });
+};
+
+/** Consul answers true/false for KV writes; an FSM-level error becomes a 4xx with its text. */
+function sendApplyResult(reply: FastifyReply, result: unknown): FastifyReply {
+  if (typeof result === 'boolean') return reply.type('application/json').send(result ? 'true' : 'false');
+  const err = result as { ok?: boolean; error?: string } | null;
+  if (err && err.ok === false) throw badRequest(err.error ?? 'invalid request');
+  return reply.type('application/json').send('true');
+}
+
+function validateKey(key: string, maxBytes: number): void {
+  if (key.startsWith('/')) throw badRequest("Invalid key: a key must not begin with a '/'");
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(key)) throw badRequest('Invalid key: control characters are not allowed');
+  if (Buffer.byteLength(key, 'utf8') > maxBytes) throw badRequest(`Invalid key: longer than ${maxBytes} bytes`);
+}
+
+function rejectConflictingFlags(query: Query, flags: string[]): void {
+  if (flags.filter((f) => has(query, f)).length > 1) {
+    const pairs = Object.entries(query).flatMap(([k, v]): [string, string][] => (Array.isArray(v) ? v.map((x): [string, string] => [k, x]) : [[k, v ?? '']]));
+    const encoded = new URLSearchParams(pairs).toString();
+    throw badRequest(`Conflicting flags: ${encoded}\n`);
+  }
+}
+
+function parseFlags(text: string | undefined): string {
+  if (text === undefined || text === '') return '0';
+  if (!/^\d{1,20}$/.test(text) || BigInt(text) > MAX_UINT64) throw badRequest(`Invalid flags: ${text} is not an unsigned 64-bit integer`);
+  return BigInt(text).toString();
+}
+
+function requireIndex(text: string | undefined, message: string): number {
+  const n = parseUint(text ?? '');
+  if (n === null) throw badRequest(message);
+  return n;
+}
+
+function requireSession(id: string | undefined): string {
+  if (!id) throw badRequest('Missing session');
+  return id;
+}
+
+/** Serializes entries by hand so that Flags keeps all 64 bits (JSON numbers would round it). */
+function entriesJson(entries: readonly KvEntry[]): string {
+  const parts = entries.map((e) => {
+    const value = e.Value.length > 0 ? JSON.stringify(Buffer.from(e.Value).toString('base64')) : 'null';
+    const session = e.Session ? `,"Session":${JSON.stringify(e.Session)}` : '';
+    return `{"LockIndex":${e.LockIndex},"Key":${JSON.stringify(e.Key)},"Flags":${String(e.Flags)},"Value":${value}${session},"CreateIndex":${e.CreateIndex},"ModifyIndex":${e.ModifyIndex}}`;
+  });
+  return `[${parts.join(',')}]`;
+}
+
+/** An AbortSignal that fires when the client disconnects or the server shuts down. */
+function abortOnClose(request: FastifyRequest, shutdown: AbortSignal): AbortSignal {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  request.raw.on('close', () => {
+    if (!request.raw.complete || request.raw.destroyed) abort();
+  });
+  request.raw.socket?.on('close', abort);
+  if (shutdown.aborted) abort();
+  else shutdown.addEventListener('abort', abort, { once: true });
+  return controller.signal;
+}

@@ -1,0 +1,96 @@
+// Starts real `konsul server` child processes for integration tests: ephemeral ports on 127.0.0.1,
+// temporary data directories, and stopping (or killing) by PID.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const KONSUL_BIN = fileURLToPath(new URL('../bin/konsul.js', import.meta.url));
+const READY_LINE = /listening on http:\/\/([^:]+):(\d+)/;
+
+export interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly url: string;
+  readonly port: number;
+  readonly dataDir: string;
+  /** Everything the process wrote, for failure messages. */
+  output(): string;
+  /** SIGTERM and wait for the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL (kill -9) and wait for the exit. */
+  kill9(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly dataDir?: string;
+  readonly node?: string;
+  readonly port?: number;
+  readonly extraArgs?: readonly string[];
+  readonly startTimeoutMs?: number;
+}
+
+export function tempDataDir(prefix = 'konsul-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+export async function startServer(options: StartOptions = {}): Promise<ServerProcess> {
+  const dataDir = options.dataDir ?? tempDataDir();
+  const args = [
+    KONSUL_BIN,
+    'server',
+    '--dev',
+    '--data-dir',
+    dataDir,
+    '--http-addr',
+    `127.0.0.1:${options.port ?? 0}`,
+    '--node',
+    options.node ?? 'test-node',
+    '--log-level',
+    'warn',
+    ...(options.extraArgs ?? []),
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`konsul did not start within ${options.startTimeoutMs ?? 20000} ms:\n${output}`)), options.startTimeoutMs ?? 20000);
+    const onData = () => {
+      const m = READY_LINE.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout!.off('data', onData);
+        resolve(Number(m[2]));
+      }
+    };
+    child.stdout!.on('data', onData);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`konsul exited with ${code} before it was ready:\n${output}`));
+    });
+  });
+  const pid = child.pid!;
+  return {
+    child,
+    pid,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    dataDir,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGTERM');
+      return exited;
+    },
+    kill9: async () => {
+      if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
+      await exited;
+    },
+  };
+}
