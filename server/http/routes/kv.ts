@@ -132,6 +132,14 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
     const result = await ctx.raft.propose(encodeCommand(command));
     return sendApplyResult(reply, result);
   });
+
+  app.route({
+    method: ['POST', 'PATCH', 'OPTIONS'],
+    url: '/v1/kv/*',
+    handler: async (request) => {
+      throw new HttpError(405, `method ${request.method} not allowed`);
+    },
+  });
 };
 
 /** Consul answers true/false for KV writes; an FSM-level error becomes a 4xx with its text. */
