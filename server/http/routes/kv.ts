@@ -2,6 +2,7 @@
 // writes, 404 with X-Consul-Index for missing keys, blocking queries and consistency modes.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { encodeCommand, type Command } from '../../../fsm/commands.ts';
+import type { ApplyResult } from '../../../fsm/konsul-fsm.ts';
 import type { KvEntry } from '../../../fsm/state/kv.ts';
 import { badRequest, HttpError } from '../../errors.ts';
 import { blockingQuery } from '../blocking.ts';
@@ -117,7 +118,7 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
       ...(has(query, 'release') ? { release: requireSession(param(query, 'release')) } : {}),
     };
     const result = await ctx.raft.propose(encodeCommand(command));
-    return sendApplyResult(reply, result);
+    return sendApplyResult(reply, result as ApplyResult);
   });
 
   app.delete('/v1/kv/*', async (request, reply) => {
@@ -130,7 +131,7 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
     else if (has(query, 'cas')) command = { type: 'kvDelete', key, cas: requireIndex(param(query, 'cas'), 'Invalid CAS index') };
     else command = { type: 'kvDelete', key };
     const result = await ctx.raft.propose(encodeCommand(command));
-    return sendApplyResult(reply, result);
+    return sendApplyResult(reply, result as ApplyResult);
   });
 
   app.route({
@@ -142,12 +143,14 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
   });
 };
 
-/** Consul answers true/false for KV writes; an FSM-level error becomes a 4xx with its text. */
-function sendApplyResult(reply: FastifyReply, result: unknown): FastifyReply {
+/**
+ * Consul answers true/false for KV writes. A command the FSM refused is a 400; a lock request with
+ * a missing or unknown session is a 500 with Consul's exact text (Patroni and others match on it).
+ */
+function sendApplyResult(reply: FastifyReply, result: ApplyResult): FastifyReply {
   if (typeof result === 'boolean') return reply.type('application/json').send(result ? 'true' : 'false');
-  const err = result as { ok?: boolean; error?: string } | null;
-  if (err && err.ok === false) throw badRequest(err.error ?? 'invalid request');
-  return reply.type('application/json').send('true');
+  if (result.code === 'invalidCommand') throw badRequest(result.error);
+  throw new HttpError(500, result.error);
 }
 
 function validateKey(key: string, maxBytes: number): void {
