@@ -22,6 +22,8 @@ export interface ServerConfig {
   readonly raftTickMs: number;
   readonly raftElectionTicks: number;
   readonly snapshotEveryEntries: number;
+  /** Deleted keys' tombstones are reaped after this long (longer than any blocking wait). */
+  readonly tombstoneTtlMs: number;
   /** Flush writes to disk before acknowledging them. Only tests and benchmarks turn this off. */
   readonly syncWrites: boolean;
 }
@@ -38,6 +40,7 @@ export const DEFAULTS: ServerConfig = {
   raftTickMs: 50,
   raftElectionTicks: 10,
   snapshotEveryEntries: 16384,
+  tombstoneTtlMs: 15 * 60 * 1000,
   syncWrites: true,
 };
 
@@ -69,6 +72,7 @@ const FILE_KEYS: Record<string, (v: unknown, c: Partial<Mutable<ServerConfig>>) 
   raft_election_ticks: (v, c) => (c.raftElectionTicks = positiveInt(v, 'raft_election_ticks')),
   snapshot_every_entries: (v, c) => (c.snapshotEveryEntries = positiveInt(v, 'snapshot_every_entries')),
   sync_writes: (v, c) => (c.syncWrites = bool(v, 'sync_writes')),
+  tombstone_ttl_ms: (v, c) => (c.tombstoneTtlMs = positiveInt(v, 'tombstone_ttl_ms')),
 };
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };

@@ -7,6 +7,7 @@ import { RaftHost } from '../raft/host/raft-host.ts';
 import { LevelStorage } from '../raft/storage/level-storage.ts';
 import type { ServerConfig } from './config.ts';
 import { buildApp } from './http/app.ts';
+import { TombstoneReaper } from './tombstone-reaper.ts';
 import { KONSUL_VERSION } from './version.ts';
 
 export interface RunningServer {
@@ -36,6 +37,13 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     await raft.stop();
     throw new Error(raft.fatalError()?.message ?? 'timed out replaying the Raft log');
   }
+  const reaper = new TombstoneReaper({
+    raft,
+    ttlMs: config.tombstoneTtlMs,
+    checkEveryMs: Math.min(30_000, config.tombstoneTtlMs),
+    hasTombstones: () => fsm.kv.tombstoneCount > 0,
+  });
+  reaper.start();
   const shutdown = new AbortController();
   let boundAddress = `${config.httpAddr.host}:${config.httpAddr.port}`;
   const app = await buildApp(
@@ -67,6 +75,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     stop: () => {
       stopping ??= (async () => {
         shutdown.abort();
+        reaper.stop();
         await app.close();
         await raft.drain(5000);
         await raft.stop();
