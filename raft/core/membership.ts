@@ -50,9 +50,14 @@ export class ConfigHistory {
     this.records = [{ index: baseIndex, conf: normalize(baseConf) }];
   }
 
-  /** Starts over from a snapshot. */
-  reset(baseIndex: number, baseConf: ConfState): void {
-    this.records = [{ index: baseIndex, conf: normalize(baseConf) }];
+  /**
+   * Starts over from a snapshot. Configurations up to `handedOut` (what the host may be applying
+   * or installing now) are kept: until the host has installed this snapshot it may still ask for
+   * the membership at its applied index.
+   */
+  reset(baseIndex: number, baseConf: ConfState, handedOut = baseIndex): void {
+    const kept = this.records.filter((r) => r.index <= handedOut && r.index < baseIndex);
+    this.records = [...kept, { index: baseIndex, conf: normalize(baseConf) }];
   }
 
   current(): ConfState {

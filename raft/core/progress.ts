@@ -37,6 +37,11 @@ export class Inflights {
     }
   }
 
+  /** Frees the oldest in-flight append (it may have been lost). */
+  freeFirstOne(): void {
+    if (this.indexes.length > 0) this.freeLE(this.indexes[0]!);
+  }
+
   full(): boolean {
     return this.indexes.length >= this.maxCount || this.bytes >= this.maxBytes;
   }

@@ -160,7 +160,10 @@ export class Raft {
       this.vote = hardState.vote;
       this.log.commitTo(hardState.commit);
     }
-    if (config.applied !== undefined && config.applied > this.log.applied) this.log.appliedTo(config.applied);
+    // The log starts at the compaction point, which may lie below the snapshot (a host keeps some
+    // entries for lagging followers); the state machine restored from the snapshot is at its index.
+    const applied = config.applied ?? config.storage.snapshot().meta.index;
+    if (applied > this.log.applied) this.log.appliedTo(applied);
     this.becomeFollower(this.term, NO_NODE);
   }
 
@@ -202,9 +205,15 @@ export class Raft {
     };
   }
 
-  /** Voters can campaign; learners and nodes outside the configuration cannot. */
+  /**
+   * Voters can campaign; learners and nodes outside the configuration cannot. Except a voter whose
+   * removal is not committed yet: it may hold the only copy the remaining voters need, so it still
+   * campaigns, without counting its own vote (Raft thesis §4.2.2).
+   */
   promotable(): boolean {
-    return this.voters.has(this.id);
+    if (this.voters.has(this.id)) return true;
+    const latest = this.configs.latestIndex();
+    return latest > this.log.committed && this.configs.at(latest - 1).voters.includes(this.id);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -274,7 +283,8 @@ export class Raft {
     const last = this.log.lastIndex();
     for (const id of this.voters) this.progress.set(id, this.newProgress(id, last + 1, false));
     for (const id of this.learners) this.progress.set(id, this.newProgress(id, last + 1, true));
-    invariant(this.voters.has(this.id), 'a leader must be a voter');
+    // Elected while its own removal is uncommitted: it leads until that commits, then steps down.
+    if (!this.voters.has(this.id)) this.progress.set(this.id, this.newProgress(this.id, last + 1, false));
     const self = this.progress.get(this.id)!;
     self.match = last;
     self.becomeReplicate();
@@ -452,9 +462,10 @@ export class Raft {
         this.becomeFollower(m.term, lead);
       }
     } else if (m.term < this.term) {
-      if ((this.checkQuorum || this.preVote) && (m.type === 'heartbeat' || m.type === 'app')) {
+      if (m.type === 'heartbeat' || m.type === 'app') {
         // A stale leader (e.g. one that was partitioned) learns of the newer term from the answer and
-        // steps down; without this it could keep a follower that ignores votes in a lease forever.
+        // steps down; without this it could keep a follower that ignores votes in a lease forever,
+        // and a leader removed from the cluster (whom no one else contacts) would lead forever.
         this.send({ type: 'appResp', from: this.id, to: m.from, term: this.term, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
       } else if (m.type === 'preVote') {
         this.send({ type: 'preVoteResp', from: this.id, to: m.from, term: this.term, reject: true });
@@ -635,8 +646,10 @@ export class Raft {
       this.sendAppResp(m.from, this.log.committed, false, 0, 0);
       return;
     }
+    // The host may still be applying entries or installing an older snapshot it was handed.
+    const handedOut = Math.max(this.log.applying, this.log.unstable.snapshot?.meta.index ?? 0);
     this.log.restore(m.snapshot);
-    this.configs.reset(index, m.snapshot.meta.confState);
+    this.configs.reset(index, m.snapshot.meta.confState, handedOut);
     this.syncConfig();
     this.sendAppResp(m.from, this.log.lastIndex(), false, 0, 0);
   }
@@ -804,6 +817,9 @@ export class Raft {
     if (!pr) return;
     pr.recentActive = true;
     pr.probeSent = false;
+    // Appends may have been lost: a full window would wait forever. Free one so that an append goes
+    // out, whose answer (a rejection if the follower missed entries) resynchronises us (as etcd).
+    if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from);
     if (m.context === '' || pr.isLearner) return;
     const idx = this.pendingReads.findIndex((r) => r.context === m.context);
@@ -856,7 +872,8 @@ export class Raft {
       this.answerRead(context, from, this.log.committed);
       return;
     }
-    const read: PendingRead = { context, from, index: this.log.committed, startTick, acks: new Set([this.id]) };
+    // A leader leading through its own removal is no voter: its own acknowledgement does not count.
+    const read: PendingRead = { context, from, index: this.log.committed, startTick, acks: new Set(this.voters.has(this.id) ? [this.id] : []) };
     this.pendingReads.push(read);
     this.bcastHeartbeat(context);
   }
