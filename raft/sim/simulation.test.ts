@@ -5,7 +5,7 @@
 // 2-core CI machine; the other two simulation test files take seconds).
 import t from 'tap';
 import type { ProfileName } from './profile.ts';
-import { failureReport, runSimulation } from './simulator.ts';
+import { emptySimStats, failureReport, runSimulation } from './simulator.ts';
 import type { SimStats } from './simulator.ts';
 
 interface Batch {
@@ -32,25 +32,7 @@ function total(into: SimStats, s: SimStats): void {
 
 for (const batch of BATCHES) {
   t.test(`${batch.seeds} seeds from ${batch.start}, ${batch.nodes} voters, ${batch.profile} profile`, async (t) => {
-    const sums: SimStats = {
-      ticks: 0,
-      delivered: 0,
-      dropped: 0,
-      leaders: 0,
-      proposals: 0,
-      acked: 0,
-      abandoned: 0,
-      unknown: 0,
-      reads: 0,
-      readsServed: 0,
-      readsFailed: 0,
-      crashes: 0,
-      partitions: 0,
-      confChangesProposed: 0,
-      removals: 0,
-      snapshotsSent: 0,
-      livenessTicks: 0,
-    };
+    const sums: SimStats = emptySimStats();
     const failed: number[] = [];
     for (let seed = batch.start; seed < batch.start + batch.seeds; seed++) {
       const result = runSimulation({ seed, nodes: batch.nodes, profile: batch.profile });

@@ -31,6 +31,29 @@ export interface SimOptions {
   readonly verbose?: (line: string) => void;
 }
 
+/** All counters at zero. */
+export function emptySimStats(): SimStats {
+  return {
+    ticks: 0,
+    delivered: 0,
+    dropped: 0,
+    leaders: 0,
+    proposals: 0,
+    acked: 0,
+    abandoned: 0,
+    unknown: 0,
+    reads: 0,
+    readsServed: 0,
+    readsFailed: 0,
+    crashes: 0,
+    partitions: 0,
+    confChangesProposed: 0,
+    removals: 0,
+    snapshotsSent: 0,
+    livenessTicks: 0,
+  };
+}
+
 export interface SimStats {
   ticks: number;
   delivered: number;
@@ -120,25 +143,7 @@ class Simulation implements NodeEnv {
   private readonly handledRemovals = new Set<number>();
   private stopQueue: number[] = [];
   private fresh: Proposal | null = null;
-  private readonly stats: SimStats = {
-    ticks: 0,
-    delivered: 0,
-    dropped: 0,
-    leaders: 0,
-    proposals: 0,
-    acked: 0,
-    abandoned: 0,
-    unknown: 0,
-    reads: 0,
-    readsServed: 0,
-    readsFailed: 0,
-    crashes: 0,
-    partitions: 0,
-    confChangesProposed: 0,
-    removals: 0,
-    snapshotsSent: 0,
-    livenessTicks: 0,
-  };
+  private readonly stats: SimStats = emptySimStats();
 
   constructor(options: SimOptions) {
     this.seed = options.seed;
