@@ -37,7 +37,9 @@ export async function blockingQuery<T>(q: BlockingQuery<T>): Promise<Indexed<T>>
       };
       const onAbort = () => done(false);
       const timer = setTimeout(() => done(false), remaining);
-      cancel = q.watch(() => done(true));
+      // Wake on the next turn of the event loop: the write that fired the watch answers its own
+      // client first instead of queueing behind thousands of watcher responses.
+      cancel = q.watch(() => setImmediate(() => done(true)));
       q.signal?.addEventListener('abort', onAbort);
     });
     result = withFloor(q.run());

@@ -46,7 +46,8 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
     const query = request.query as Query;
     const opts = parseQueryOptions(query);
     await readGate(ctx, opts.consistency);
-    const signal = abortOnClose(request, ctx.shutdownSignal);
+    // Only a blocking query can outlive its client; it stops waiting when the client goes away.
+    const signal = opts.minIndex > 0 ? abortOnClose(reply, ctx.shutdownSignal) : undefined;
 
     if (has(query, 'keys')) {
       const separator = param(query, 'separator') ?? param(query, 'seperator') ?? '';
@@ -195,15 +196,19 @@ function entriesJson(entries: readonly KvEntry[]): string {
   return `[${parts.join(',')}]`;
 }
 
-/** An AbortSignal that fires when the client disconnects or the server shuts down. */
-function abortOnClose(request: FastifyRequest, shutdown: AbortSignal): AbortSignal {
+/**
+ * An AbortSignal that fires when the client disconnects before the answer or the server shuts down.
+ * Every listener is removed when the response closes: keep-alive sockets and the server-wide
+ * shutdown signal outlive thousands of requests.
+ */
+function abortOnClose(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
   const controller = new AbortController();
   const abort = () => controller.abort();
-  request.raw.on('close', () => {
-    if (!request.raw.complete || request.raw.destroyed) abort();
-  });
-  request.raw.socket?.on('close', abort);
   if (shutdown.aborted) abort();
   else shutdown.addEventListener('abort', abort, { once: true });
+  reply.raw.once('close', () => {
+    shutdown.removeEventListener('abort', abort);
+    if (!reply.raw.writableFinished) abort();
+  });
   return controller.signal;
 }
