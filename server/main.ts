@@ -1,5 +1,6 @@
 // The server process: opens storage, starts Raft and the HTTP API, and shuts down gracefully
 // (stop accepting, release blocked watchers, finish in-flight writes, close LevelDB).
+import { setMaxListeners } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { KonsulFsm } from '../fsm/konsul-fsm.ts';
@@ -45,6 +46,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   });
   reaper.start();
   const shutdown = new AbortController();
+  // Every waiting blocking query listens for shutdown (and removes itself when it answers).
+  setMaxListeners(0, shutdown.signal);
   let boundAddress = `${config.httpAddr.host}:${config.httpAddr.port}`;
   const app = await buildApp(
     {
