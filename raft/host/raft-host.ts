@@ -232,6 +232,8 @@ export class RaftHost {
   /** Delivers a message from another server. */
   receive(message: Message): void {
     if (this.stopped) return;
+    // X-Consul-LastContact: how long since this follower last heard from a leader.
+    if (message.type === 'app' || message.type === 'heartbeat' || message.type === 'snap') this.lastLeaderContactMs = Date.now();
     this.node.step(message);
     this.schedule();
   }
