@@ -1,6 +1,6 @@
 // `konsul`: the server (and, later, agent) process.
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, logLevel, mergeConfig, parseHostPort, positiveInt, readConfigFile, type ServerConfig } from '../server/config.ts';
+import { ConfigError, hostPortText, logLevel, mergeConfig, parseHostPort, positiveInt, readConfigFile, type ServerConfig } from '../server/config.ts';
 import { startServer } from '../server/main.ts';
 import { KONSUL_VERSION } from '../server/version.ts';
 
@@ -12,6 +12,10 @@ function option<T>(parse: (v: string) => T): (v: string) => T {
       throw new InvalidArgumentError((err as Error).message);
     }
   };
+}
+
+function collectHostPort(value: string, previous: string[]): string[] {
+  return [...previous, option((v) => hostPortText(v, '--retry-join'))(value)];
 }
 
 export function konsulProgram(): Command {
@@ -28,6 +32,13 @@ export function konsulProgram(): Command {
     .option('--node <name>', 'this server\'s node name (default: the host name)')
     .option('--datacenter <dc>', 'datacenter name (default: dc1)')
     .option('--dev', 'a single server that bootstraps itself as a one-node cluster')
+    .option('--rpc-addr <host:port>', 'server-to-server address to bind (default: 127.0.0.1:8300; dev: an ephemeral port)', option((v) => parseHostPort(v, '--rpc-addr')))
+    .option('--rpc-advertise <host:port>', 'server-to-server address other servers dial (default: the bound --rpc-addr)', option((v) => hostPortText(v, '--rpc-advertise')))
+    .option('--bootstrap-expect <n>', 'form a new cluster once this many servers have found each other', option((v) => positiveInt(v, '--bootstrap-expect')))
+    .option('--retry-join <host:port>', 'another server\'s RPC address to join (repeatable)', collectHostPort, [] as string[])
+    .option('--rpc-tls-cert <file>', 'PEM certificate for mutual TLS between servers')
+    .option('--rpc-tls-key <file>', 'PEM private key for mutual TLS between servers')
+    .option('--rpc-tls-ca <file>', 'PEM CA that signs every server\'s certificate')
     .option('--config <file>', 'JSON config file (snake_case keys: node_name, data_dir, http_addr, ...)')
     .option('--kv-max-value-size <bytes>', 'largest KV value accepted (default: 524288)', option((v) => positiveInt(v, '--kv-max-value-size')))
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default: info)', option(logLevel))
@@ -43,6 +54,13 @@ export function konsulProgram(): Command {
           dev: opts.dev === true ? true : undefined,
           kvMaxValueSize: opts.kvMaxValueSize as number | undefined,
           logLevel: opts.logLevel as ServerConfig['logLevel'] | undefined,
+          rpcAddr: opts.rpcAddr as ServerConfig['rpcAddr'] | undefined,
+          rpcAdvertise: opts.rpcAdvertise as string | undefined,
+          bootstrapExpect: opts.bootstrapExpect as number | undefined,
+          retryJoin: (opts.retryJoin as string[]).length > 0 ? (opts.retryJoin as string[]) : undefined,
+          rpcTlsCertFile: opts.rpcTlsCert as string | undefined,
+          rpcTlsKeyFile: opts.rpcTlsKey as string | undefined,
+          rpcTlsCaFile: opts.rpcTlsCa as string | undefined,
         });
       } catch (err) {
         if (err instanceof ConfigError) {
@@ -65,6 +83,7 @@ async function runServer(config: ServerConfig): Promise<void> {
     process.exit(1);
   }
   const { host, port } = server.httpAddress;
+  process.stdout.write(`konsul: rpc listening on ${server.rpcAddress.host}:${server.rpcAddress.port} (advertised as ${server.rpcAdvertise})\n`);
   process.stdout.write(`konsul server "${config.nodeName}" (datacenter ${config.datacenter}) listening on http://${host}:${port}, data in ${config.dataDir}\n`);
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {

@@ -4,6 +4,7 @@ import { KONSUL_VERSION } from '../server/version.ts';
 import { EXIT_USAGE } from './command-support.ts';
 import { DEFAULT_HTTP_ADDR } from './http-client.ts';
 import { registerKvCommands } from './commands/kv.ts';
+import { registerClusterCommands } from './commands/cluster.ts';
 import { registerStatusCommand } from './commands/status.ts';
 
 export function konsulctlProgram(): Command {
@@ -37,5 +38,6 @@ missing key, CAS failure), 2 invalid command line.`);
   });
   registerKvCommands(program);
   registerStatusCommand(program);
+  registerClusterCommands(program);
   return program;
 }

@@ -26,6 +26,27 @@ export interface ServerConfig {
   readonly tombstoneTtlMs: number;
   /** Flush writes to disk before acknowledging them. Only tests and benchmarks turn this off. */
   readonly syncWrites: boolean;
+  /** Where the server-to-server listener binds; outbound connections use its host as source. */
+  readonly rpcAddr: HostPort;
+  /** The RPC address other servers dial ("host:port"); '' = the bound address. */
+  readonly rpcAdvertise: string;
+  /** Form a new cluster once this many servers know each other (0 = never bootstrap). */
+  readonly bootstrapExpect: number;
+  /** Other servers' RPC addresses to join (retried until one answers). */
+  readonly retryJoin: readonly string[];
+  /** Mutual TLS between servers when all three are set (PEM files). */
+  readonly rpcTlsCertFile: string;
+  readonly rpcTlsKeyFile: string;
+  readonly rpcTlsCaFile: string;
+  /** How long a request waits for a leader (during an election) before failing with "No cluster leader". */
+  readonly rpcHoldTimeoutMs: number;
+  readonly autopilotCleanupDeadServers: boolean;
+  /** A voter unreachable this long is removed (when enough healthy voters remain). */
+  readonly autopilotDeadServerAfterMs: number;
+  /** A server is unhealthy when the leader has not heard from it for this long. */
+  readonly autopilotLastContactThresholdMs: number;
+  /** Autopilot never removes a voter when fewer than this many would remain. */
+  readonly autopilotMinQuorum: number;
 }
 
 export const DEFAULTS: ServerConfig = {
@@ -42,6 +63,18 @@ export const DEFAULTS: ServerConfig = {
   snapshotEveryEntries: 16384,
   tombstoneTtlMs: 15 * 60 * 1000,
   syncWrites: true,
+  rpcAddr: { host: '127.0.0.1', port: 8300 },
+  rpcAdvertise: '',
+  bootstrapExpect: 0,
+  retryJoin: [],
+  rpcTlsCertFile: '',
+  rpcTlsKeyFile: '',
+  rpcTlsCaFile: '',
+  rpcHoldTimeoutMs: 2000,
+  autopilotCleanupDeadServers: true,
+  autopilotDeadServerAfterMs: 30_000,
+  autopilotLastContactThresholdMs: 500,
+  autopilotMinQuorum: 0,
 };
 
 export class ConfigError extends Error {
@@ -73,6 +106,18 @@ const FILE_KEYS: Record<string, (v: unknown, c: Partial<Mutable<ServerConfig>>) 
   snapshot_every_entries: (v, c) => (c.snapshotEveryEntries = positiveInt(v, 'snapshot_every_entries')),
   sync_writes: (v, c) => (c.syncWrites = bool(v, 'sync_writes')),
   tombstone_ttl_ms: (v, c) => (c.tombstoneTtlMs = positiveInt(v, 'tombstone_ttl_ms')),
+  rpc_addr: (v, c) => (c.rpcAddr = parseHostPort(str(v, 'rpc_addr'), 'rpc_addr')),
+  rpc_advertise: (v, c) => (c.rpcAdvertise = hostPortText(str(v, 'rpc_advertise'), 'rpc_advertise')),
+  bootstrap_expect: (v, c) => (c.bootstrapExpect = positiveInt(v, 'bootstrap_expect')),
+  retry_join: (v, c) => (c.retryJoin = strList(v, 'retry_join').map((a) => hostPortText(a, 'retry_join'))),
+  rpc_tls_cert_file: (v, c) => (c.rpcTlsCertFile = str(v, 'rpc_tls_cert_file')),
+  rpc_tls_key_file: (v, c) => (c.rpcTlsKeyFile = str(v, 'rpc_tls_key_file')),
+  rpc_tls_ca_file: (v, c) => (c.rpcTlsCaFile = str(v, 'rpc_tls_ca_file')),
+  rpc_hold_timeout_ms: (v, c) => (c.rpcHoldTimeoutMs = positiveInt(v, 'rpc_hold_timeout_ms')),
+  autopilot_cleanup_dead_servers: (v, c) => (c.autopilotCleanupDeadServers = bool(v, 'autopilot_cleanup_dead_servers')),
+  autopilot_dead_server_after_ms: (v, c) => (c.autopilotDeadServerAfterMs = positiveInt(v, 'autopilot_dead_server_after_ms')),
+  autopilot_last_contact_threshold_ms: (v, c) => (c.autopilotLastContactThresholdMs = positiveInt(v, 'autopilot_last_contact_threshold_ms')),
+  autopilot_min_quorum: (v, c) => (c.autopilotMinQuorum = nonNegativeInt(v, 'autopilot_min_quorum')),
 };
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -95,10 +140,29 @@ export function readConfigFile(path: string): Partial<ServerConfig> {
 }
 
 export function mergeConfig(...layers: Partial<ServerConfig>[]): ServerConfig {
-  const merged = Object.assign({}, DEFAULTS, ...layers.map(dropUndefined)) as ServerConfig;
+  const defined = layers.map(dropUndefined);
+  const merged = Object.assign({}, DEFAULTS, ...defined) as Mutable<ServerConfig>;
   if (merged.raftElectionTicks < 2) throw new ConfigError('raft_election_ticks must be at least 2');
   if (!merged.nodeName) throw new ConfigError('node_name must not be empty');
+  // A dev server needs no fixed RPC port: nobody joins it, and several may run side by side.
+  if (merged.dev && !defined.some((l) => l.rpcAddr !== undefined)) merged.rpcAddr = { host: '127.0.0.1', port: 0 };
+  if (merged.dev && merged.bootstrapExpect > 0) throw new ConfigError('dev and bootstrap_expect cannot be combined: a dev server bootstraps alone');
+  if (!merged.rpcAdvertise && isWildcard(merged.rpcAddr.host)) {
+    throw new ConfigError(`rpc_addr ${merged.rpcAddr.host} is a wildcard address: set rpc_advertise to the address other servers should dial`);
+  }
+  const tls = [merged.rpcTlsCertFile, merged.rpcTlsKeyFile, merged.rpcTlsCaFile].filter((f) => f !== '').length;
+  if (tls !== 0 && tls !== 3) throw new ConfigError('rpc TLS needs all three of rpc_tls_cert_file, rpc_tls_key_file and rpc_tls_ca_file');
   return merged;
+}
+
+export function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '';
+}
+
+/** Validates "host:port" and returns it normalised (IPv6 hosts in brackets). */
+export function hostPortText(text: string, what: string): string {
+  const { host, port } = parseHostPort(text, what);
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 function dropUndefined<T extends object>(o: T): Partial<T> {
@@ -107,6 +171,16 @@ function dropUndefined<T extends object>(o: T): Partial<T> {
 
 function str(v: unknown, key: string): string {
   if (typeof v !== 'string') throw new ConfigError(`${key} must be a string`);
+  return v;
+}
+
+function strList(v: unknown, key: string): string[] {
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new ConfigError(`${key} must be a list of strings`);
+  return v as string[];
+}
+
+function nonNegativeInt(v: unknown, key: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new ConfigError(`${key} must be a non-negative integer`);
   return v;
 }
 

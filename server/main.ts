@@ -1,11 +1,14 @@
 // The server process: opens storage, starts Raft and the HTTP API, and shuts down gracefully
 // (stop accepting, release blocked watchers, finish in-flight writes, close LevelDB).
 import { setMaxListeners } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KonsulFsm } from '../fsm/konsul-fsm.ts';
 import { RaftHost } from '../raft/host/raft-host.ts';
 import { LevelStorage } from '../raft/storage/level-storage.ts';
+import { TcpTransport } from '../raft/transport/tcp-transport.ts';
+import { AddressBook } from './cluster/address-book.ts';
+import { ClusterManager } from './cluster/cluster-manager.ts';
 import type { ServerConfig } from './config.ts';
 import { buildApp } from './http/app.ts';
 import { TombstoneReaper } from './tombstone-reaper.ts';
@@ -16,6 +19,10 @@ export interface RunningServer {
   readonly raft: RaftHost;
   /** The address the HTTP API listens on (the real port when 0 was asked for). */
   readonly httpAddress: { host: string; port: number };
+  /** The address the server-to-server listener is bound to, and the one other servers are told. */
+  readonly rpcAddress: { host: string; port: number };
+  readonly rpcAdvertise: string;
+  readonly cluster: ClusterManager;
   stop(): Promise<void>;
 }
 
@@ -24,18 +31,70 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const founders = config.dev ? { voters: [config.nodeName], learners: [] } : undefined;
   const storage = await LevelStorage.open(join(config.dataDir, 'raft'), { founders, sync: config.syncWrites });
   const fsm = new KonsulFsm();
+  const addresses = new AddressBook(config.dataDir);
+  let httpAddr = '';
+  // The transport and the cluster manager call each other through these late-bound references.
+  let raftRef: RaftHost | null = null;
+  let clusterRef: ClusterManager | null = null;
+  const transport = new TcpTransport({
+    nodeId: config.nodeName,
+    listen: config.rpcAddr,
+    ...(config.rpcAdvertise ? { advertise: config.rpcAdvertise } : {}),
+    ...(config.rpcTlsCertFile ? { tls: readTlsFiles(config) } : {}),
+    resolve: (id) => clusterRef?.rpcAddressOf(id) || addresses.get(id)?.rpcAddr,
+    onMessage: (m) => raftRef?.receive(m),
+    onRequest: async (_from, method, body) => {
+      if (!clusterRef) throw Object.assign(new Error('server is starting'), { code: 'notLeader' });
+      return clusterRef.handleRequest(method, body);
+    },
+    onUnreachable: (id) => raftRef?.reportUnreachable(id),
+    onSnapshotStatus: (id, ok) => raftRef?.reportSnapshot(id, ok),
+    helloMeta: () => ({ httpAddr }),
+  });
   const raft = new RaftHost({
     id: config.nodeName,
     storage,
     stateMachine: fsm,
+    transport,
     tickMs: config.raftTickMs,
     electionTicks: config.raftElectionTicks,
     snapshotEveryEntries: config.snapshotEveryEntries,
   });
+  raftRef = raft;
+  let rpcAddress: { host: string; port: number };
+  try {
+    rpcAddress = await transport.start();
+  } catch (err) {
+    await raft.stop();
+    throw new Error(`cannot listen for servers on ${config.rpcAddr.host}:${config.rpcAddr.port}: ${(err as Error).message}`);
+  }
+  const rpcAdvertise = config.rpcAdvertise || `${rpcAddress.host}:${rpcAddress.port}`;
+  const cluster = new ClusterManager({
+    id: config.nodeName,
+    raft,
+    transport,
+    addresses,
+    rpcAddr: rpcAdvertise,
+    httpAddr: () => httpAddr,
+    bootstrapExpect: config.bootstrapExpect,
+    retryJoin: config.retryJoin,
+    holdTimeoutMs: config.rpcHoldTimeoutMs,
+    autopilot: {
+      cleanupDeadServers: config.autopilotCleanupDeadServers,
+      deadServerAfterMs: config.autopilotDeadServerAfterMs,
+      lastContactThresholdMs: config.autopilotLastContactThresholdMs,
+      minQuorum: config.autopilotMinQuorum,
+    },
+    log: (level, message) => {
+      if (config.logLevel !== 'silent') process.stderr.write(`konsul: [${level}] ${message}\n`);
+    },
+  });
+  clusterRef = cluster;
   raft.start();
   // Serve only once the log found on disk has been applied again, so no read sees an older state.
   if (!(await raft.replayed(60_000))) {
     await raft.stop();
+    await transport.stop();
     throw new Error(raft.fatalError()?.message ?? 'timed out replaying the Raft log');
   }
   const reaper = new TombstoneReaper({
@@ -48,14 +107,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const shutdown = new AbortController();
   // Every waiting blocking query listens for shutdown (and removes itself when it answers).
   setMaxListeners(0, shutdown.signal);
-  let boundAddress = `${config.httpAddr.host}:${config.httpAddr.port}`;
   const app = await buildApp(
     {
       config,
       raft,
       fsm,
-      // Until servers talk to each other (multi-server clusters), a server's address is its HTTP address.
-      serverAddress: () => boundAddress,
+      cluster,
       version: KONSUL_VERSION,
       shutdownSignal: shutdown.signal,
     },
@@ -64,26 +121,45 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   try {
     await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   } catch (err) {
+    reaper.stop();
     await raft.stop();
+    await transport.stop();
     throw err;
   }
   const addr = app.server.address();
   const httpAddress = typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : config.httpAddr;
-  boundAddress = `${httpAddress.host}:${httpAddress.port}`;
+  httpAddr = `${httpAddress.host}:${httpAddress.port}`;
+  cluster.start();
   let stopping: Promise<void> | null = null;
   return {
     config,
     raft,
     httpAddress,
+    rpcAddress,
+    rpcAdvertise,
+    cluster,
     stop: () => {
       stopping ??= (async () => {
         shutdown.abort();
         reaper.stop();
+        cluster.stop();
         await app.close();
         await raft.drain(5000);
         await raft.stop();
+        await transport.stop();
       })();
       return stopping;
     },
   };
+}
+
+function readTlsFiles(config: ServerConfig): { cert: Buffer; key: Buffer; ca: Buffer } {
+  const read = (file: string, key: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new Error(`${key} ${file}: ${(err as Error).message}`);
+    }
+  };
+  return { cert: read(config.rpcTlsCertFile, 'rpc_tls_cert_file'), key: read(config.rpcTlsKeyFile, 'rpc_tls_key_file'), ca: read(config.rpcTlsCaFile, 'rpc_tls_ca_file') };
 }

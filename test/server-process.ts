@@ -14,6 +14,8 @@ export interface ServerProcess {
   readonly pid: number;
   readonly url: string;
   readonly port: number;
+  /** The server-to-server address ("host:port"), which /v1/status answers. */
+  readonly rpcAddress: string;
   readonly dataDir: string;
   /** Everything the process wrote, for failure messages. */
   output(): string;
@@ -77,10 +79,12 @@ export async function startServer(options: StartOptions = {}): Promise<ServerPro
     });
   });
   const pid = child.pid!;
+  const rpcAddress = /rpc listening on (\S+)/.exec(output)?.[1] ?? '';
   return {
     child,
     pid,
     port,
+    rpcAddress,
     url: `http://127.0.0.1:${port}`,
     dataDir,
     output: () => output,

@@ -465,3 +465,44 @@ t.test('persistence and restart', async (t) => {
     t.equal(node.raft.log.unstable.entries.length, 0, 'advance() marks the entries stable');
   });
 });
+
+t.test('bootstrap of an empty log (bootstrap-expect)', async (t) => {
+  t.test('one founder bootstraps, elects itself and brings empty founders up to date', async (t) => {
+    const c = new TestCluster([]);
+    for (const id of ['a', 'b', 'c']) c.add(id);
+    const founders = { voters: ['a', 'b', 'c'], learners: [] };
+    t.equal(c.get('a').node.bootstrap(founders), true);
+    t.same(c.raft('a').confState().voters, ['a', 'b', 'c'], 'the configuration is in force at once');
+    t.same(c.raft('b').confState().voters, [], 'the others know nothing yet');
+    c.elect('a');
+    t.same(c.leaders(), ['a']);
+    c.propose('a', 'x');
+    for (const id of ['b', 'c']) {
+      t.same(c.raft(id).confState().voters, ['a', 'b', 'c'], `${id} learned the founders from the leader`);
+      t.same(c.get(id).applied, ['x']);
+    }
+    t.equal(c.get('b').node.bootstrap(founders), false, 'a non-empty log is never bootstrapped again');
+  });
+
+  t.test('founders that all bootstrap hold identical logs', async (t) => {
+    const c = new TestCluster([]);
+    for (const id of ['a', 'b', 'c']) c.add(id);
+    for (const id of ['c', 'a', 'b']) t.equal(c.get(id).node.bootstrap({ voters: ['c', 'b', 'a'], learners: [] }), true);
+    c.stabilize();
+    c.elect('b');
+    c.propose('b', 'y');
+    for (const id of ['a', 'b', 'c']) {
+      t.same(c.get(id).applied, ['y']);
+      t.equal(c.raft(id).log.committed, 5, `${id}: 3 conf entries, the leader's empty entry, y`);
+    }
+  });
+
+  t.test('a bootstrap is refused after a snapshot or with no founders', async (t) => {
+    const c = new TestCluster([]);
+    c.add('a');
+    t.equal(c.get('a').node.bootstrap({ voters: [], learners: [] }), false);
+    const founded = new TestCluster(['a']);
+    founded.elect('a');
+    t.equal(founded.get('a').node.bootstrap({ voters: ['a'], learners: [] }), false);
+  });
+});

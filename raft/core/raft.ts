@@ -4,7 +4,7 @@
 // is queued for the host to collect through RawNode.ready().
 import { CompactedError, invariant, NotLeaderError, RaftError } from './errors.ts';
 import { entrySize, RaftLog } from './log.ts';
-import { ConfigHistory } from './membership.ts';
+import { bootstrapEntries, ConfigHistory } from './membership.ts';
 import type { RandomSource } from './prng.ts';
 import { Progress } from './progress.ts';
 import type { RaftStorage } from './storage.ts';
@@ -184,6 +184,11 @@ export class Raft {
     return this.configs.current();
   }
 
+  /** Log index of the configuration in force (0 when it came from a snapshot or bootstrap storage). */
+  confIndex(): number {
+    return this.configs.latestIndex();
+  }
+
   /** The configuration as of log index `index` (at or after the last snapshot). */
   confStateAt(index: number): ConfState {
     return this.configs.at(index);
@@ -214,6 +219,24 @@ export class Raft {
     if (this.voters.has(this.id)) return true;
     const latest = this.configs.latestIndex();
     return latest > this.log.committed && this.configs.at(latest - 1).voters.includes(this.id);
+  }
+
+  /**
+   * Seeds an empty log with the founders' configuration at term 1, exactly as storage bootstrapped
+   * with founders would hold it (docs/adr/0002). Every founder that bootstraps writes identical
+   * entries, so it does not matter which of them bootstraps first or whether the others already
+   * received those entries from an elected founder. Returns false (and changes nothing) once the
+   * log holds anything.
+   */
+  bootstrap(conf: ConfState): boolean {
+    if (this.log.lastIndex() !== 0 || this.log.firstIndex() !== 1) return false;
+    const entries = bootstrapEntries(conf);
+    if (entries.length === 0) return false;
+    if (this.term === 0) this.becomeFollower(1, NO_NODE);
+    this.log.append(entries);
+    this.recordConfigs(entries);
+    this.log.commitTo(entries.length);
+    return true;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -29,6 +29,11 @@ export class RawNode {
     this.maxCommittedBytes = config.maxCommittedSizePerReady ?? DEFAULT_MAX_COMMITTED_BYTES_PER_READY;
   }
 
+  /** Seeds an empty log with the founders' configuration (see Raft.bootstrap); false if not empty. */
+  bootstrap(conf: ConfState): boolean {
+    return this.raft.bootstrap(conf);
+  }
+
   /** Advances logical time by one tick (election and heartbeat timeouts are counted in ticks). */
   tick(): void {
     this.raft.tick();

@@ -46,7 +46,7 @@ export interface RaftHostOptions {
 
 /** Why a proposal or read failed; the HTTP layer maps these to statuses. */
 export class ProposalError extends Error {
-  readonly reason: 'notLeader' | 'leadershipLost' | 'overwritten' | 'stopped' | 'transferInProgress';
+  readonly reason: 'notLeader' | 'leadershipLost' | 'outcomeUnknown' | 'overwritten' | 'stopped' | 'transferInProgress';
   readonly leader: NodeId;
   constructor(reason: ProposalError['reason'], message: string, leader: NodeId = '') {
     super(message);
@@ -71,11 +71,18 @@ interface PendingProposal {
   reject(err: Error): void;
 }
 
+/** Reads asked for in the same turn of the loop share one ReadIndex round (one heartbeat broadcast). */
 interface PendingRead {
   /** Set once the leader confirmed the read point; resolved when the FSM has applied it. */
   index: number;
-  resolve(index: number): void;
-  reject(err: Error): void;
+  readonly waiters: { resolve(index: number): void; reject(err: Error): void }[];
+}
+
+function settleRead(read: PendingRead, outcome: { index: number } | { error: Error }): void {
+  for (const w of read.waiters) {
+    if ('error' in outcome) w.reject(outcome.error);
+    else w.resolve(outcome.index);
+  }
 }
 
 /** Seeds the core's election jitter from the OS; the core itself stays deterministic. */
@@ -97,6 +104,10 @@ export class RaftHost {
   private readonly reads = new Map<string, PendingRead>();
   /** Reads confirmed by the leader, waiting for the FSM to apply their index; ordered by index. */
   private readonly confirmedReads: PendingRead[] = [];
+  /** Reads asked for since the loop last ran; they become one ReadIndex request. */
+  private readBatch: PendingRead | null = null;
+  /** When each peer last sent this node anything (for cluster stats and autopilot). */
+  private readonly lastHeardAt = new Map<NodeId, number>();
   private readonly softStateListeners = new Set<(s: SoftState) => void>();
   private readonly appliedListeners = new Set<(index: number) => void>();
   private ticker: NodeJS.Timeout | null = null;
@@ -104,7 +115,7 @@ export class RaftHost {
   private loopRequested = false;
   private loopIdle: Promise<void> = Promise.resolve();
   private stopped = false;
-  private lastSnapshotIndex: number;
+  private snapshotIndex: number;
   private appliedIndex: number;
   private softState: SoftState = { lead: '', role: 'follower' };
   /** Index of the first entry of this node's current leadership term (0 when not leader). */
@@ -124,7 +135,7 @@ export class RaftHost {
     this.commitAtStart = this.storage.initialState().hardState.commit;
     const snapshot = this.storage.snapshot();
     if (snapshot.meta.index > 0) this.fsm.restore(snapshot.data);
-    this.lastSnapshotIndex = snapshot.meta.index;
+    this.snapshotIndex = snapshot.meta.index;
     this.appliedIndex = snapshot.meta.index;
     this.node = new RawNode({
       ...options.raft,
@@ -158,9 +169,11 @@ export class RaftHost {
     const err = new ProposalError('stopped', 'the server is shutting down');
     for (const p of this.proposals.values()) p.reject(err);
     this.proposals.clear();
-    const readErr = new ReadIndexError('stopped', 'the server is shutting down');
-    for (const r of this.reads.values()) r.reject(readErr);
-    for (const r of this.confirmedReads) r.reject(readErr);
+    const readErr = { error: new ReadIndexError('stopped', 'the server is shutting down') };
+    for (const r of this.reads.values()) settleRead(r, readErr);
+    for (const r of this.confirmedReads) settleRead(r, readErr);
+    if (this.readBatch) settleRead(this.readBatch, readErr);
+    this.readBatch = null;
     this.reads.clear();
     this.confirmedReads.length = 0;
     await this.storage.close();
@@ -217,11 +230,73 @@ export class RaftHost {
   /** Resolves with an index at which a read is linearizable, once this node has applied it (ReadIndex). */
   readIndex(): Promise<number> {
     if (this.stopped) return Promise.reject(new ReadIndexError('stopped', 'the server is shutting down'));
-    const context = randomUUID();
-    const result = new Promise<number>((resolve, reject) => this.reads.set(context, { index: 0, resolve, reject }));
-    this.node.readIndex(context);
+    this.readBatch ??= { index: 0, waiters: [] };
+    const batch = this.readBatch;
+    const result = new Promise<number>((resolve, reject) => batch.waiters.push({ resolve, reject }));
     this.schedule();
     return result;
+  }
+
+  /**
+   * Seeds an empty log with the founders' configuration (bootstrap-expect). False when the log
+   * already holds entries, e.g. because an elected founder replicated them here first.
+   */
+  bootstrap(founders: ConfState): boolean {
+    if (this.stopped) return false;
+    const done = this.node.bootstrap(founders);
+    if (done) this.schedule();
+    return done;
+  }
+
+  /** Resolves with the leader's id once one is known, or with '' after `timeoutMs`. */
+  waitForLeader(timeoutMs: number, signal?: AbortSignal): Promise<NodeId> {
+    if (this.softState.lead !== '' || timeoutMs <= 0 || this.stopped) return Promise.resolve(this.softState.lead);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener('abort', done);
+        resolve(this.softState.lead);
+      };
+      const timer = setTimeout(done, timeoutMs);
+      const unsubscribe = this.onSoftState((s) => {
+        if (s.lead !== '') done();
+      });
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Takes a snapshot of the applied state now and compacts the log behind it. */
+  async snapshotNow(): Promise<{ index: number; term: number }> {
+    if (this.stopped) throw new ProposalError('stopped', 'the server is shutting down');
+    // Wait for the loop to be idle so the snapshot is not taken in the middle of applying a Ready.
+    while (this.loopRunning) await this.loopIdle;
+    const index = this.appliedIndex;
+    if (index > this.snapshotIndex) {
+      await this.storage.createSnapshot(index, this.node.confState(), this.fsm.snapshot());
+      this.snapshotIndex = index;
+    }
+    return { index: this.snapshotIndex, term: this.storage.snapshot().meta.term };
+  }
+
+  lastSnapshotIndex(): number {
+    return this.snapshotIndex;
+  }
+
+  /** Log index of the configuration in force (the latest conf change in the log). */
+  configurationIndex(): number {
+    return this.node.raft.confIndex();
+  }
+
+  /** The configuration in force: the latest in the log, committed or not. */
+  configuration(): ConfState {
+    return this.node.latestConfState();
+  }
+
+  /** Milliseconds since `peer` last sent this node a message; -1 if it never did. */
+  lastHeardFromMs(peer: NodeId): number {
+    const at = this.lastHeardAt.get(peer);
+    return at === undefined ? -1 : Date.now() - at;
   }
 
   transferLeader(target: NodeId): void {
@@ -233,7 +308,9 @@ export class RaftHost {
   receive(message: Message): void {
     if (this.stopped) return;
     // X-Consul-LastContact: how long since this follower last heard from a leader.
-    if (message.type === 'app' || message.type === 'heartbeat' || message.type === 'snap') this.lastLeaderContactMs = Date.now();
+    const now = Date.now();
+    this.lastHeardAt.set(message.from, now);
+    if (message.type === 'app' || message.type === 'heartbeat' || message.type === 'snap') this.lastLeaderContactMs = now;
     this.node.step(message);
     this.schedule();
   }
@@ -318,6 +395,7 @@ export class RaftHost {
         this.loopRequested = false;
         // Let proposals that arrive in the same turn of the event loop join this batch.
         await new Promise<void>((r) => setImmediate(r));
+        this.flushReadBatch();
         let rd = this.node.ready();
         while (rd) {
           await this.handleReady(rd);
@@ -335,6 +413,15 @@ export class RaftHost {
     }
   }
 
+  private flushReadBatch(): void {
+    const batch = this.readBatch;
+    if (!batch) return;
+    this.readBatch = null;
+    const context = randomUUID();
+    this.reads.set(context, batch);
+    this.node.readIndex(context);
+  }
+
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState) this.onSoftStateChange(rd.softState);
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
@@ -347,7 +434,7 @@ export class RaftHost {
     if (rd.snapshot) {
       this.fsm.restore(rd.snapshot.data);
       this.appliedIndex = rd.snapshot.meta.index;
-      this.lastSnapshotIndex = rd.snapshot.meta.index;
+      this.snapshotIndex = rd.snapshot.meta.index;
     }
     for (const entry of rd.committedEntries) this.applyEntry(entry);
     for (const read of rd.readStates) {
@@ -361,7 +448,7 @@ export class RaftHost {
       const pending = this.reads.get(failed.context);
       if (!pending) continue;
       this.reads.delete(failed.context);
-      pending.reject(new ReadIndexError(failed.reason, readFailureText(failed.reason)));
+      settleRead(pending, { error: new ReadIndexError(failed.reason, readFailureText(failed.reason)) });
     }
     for (const lost of rd.abandonedProposals) {
       for (let i = lost.fromIndex; i <= lost.toIndex; i++) {
@@ -393,7 +480,7 @@ export class RaftHost {
     let n = 0;
     while (n < this.confirmedReads.length && this.confirmedReads[n]!.index <= this.appliedIndex) n++;
     if (n === 0) return;
-    for (const r of this.confirmedReads.splice(0, n)) r.resolve(r.index);
+    for (const r of this.confirmedReads.splice(0, n)) settleRead(r, { index: r.index });
     // Later reads may carry smaller indexes (answers can arrive out of order): keep the queue sorted.
     this.confirmedReads.sort((a, b) => a.index - b.index);
   }
@@ -408,10 +495,10 @@ export class RaftHost {
   }
 
   private async maybeSnapshot(): Promise<void> {
-    if (this.appliedIndex - this.lastSnapshotIndex < this.snapshotEveryEntries) return;
+    if (this.appliedIndex - this.snapshotIndex < this.snapshotEveryEntries) return;
     const index = this.appliedIndex;
     await this.storage.createSnapshot(index, this.node.confState(), this.fsm.snapshot());
-    this.lastSnapshotIndex = index;
+    this.snapshotIndex = index;
   }
 }
 

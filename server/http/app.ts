@@ -3,7 +3,9 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { toHttpError } from '../errors.ts';
 import type { ServerContext } from './context.ts';
 import { agentRoutes } from './routes/agent.ts';
+import { clusterRoutes } from './routes/cluster.ts';
 import { kvRoutes } from './routes/kv.ts';
+import { operatorRoutes } from './routes/operator.ts';
 import { statusRoutes } from './routes/status.ts';
 
 export async function buildApp(ctx: ServerContext, options: { logger?: boolean | object } = {}): Promise<FastifyInstance> {
@@ -30,5 +32,7 @@ export async function buildApp(ctx: ServerContext, options: { logger?: boolean |
   await app.register(statusRoutes, { ctx });
   await app.register(agentRoutes, { ctx });
   await app.register(kvRoutes, { ctx });
+  await app.register(operatorRoutes, { ctx, cluster: ctx.cluster });
+  await app.register(clusterRoutes, { ctx, cluster: ctx.cluster });
   return app;
 }

@@ -1,14 +1,22 @@
 // What every route plugin is given: the server's configuration, its Raft host and state machine.
 import type { RaftHost } from '../../raft/host/raft-host.ts';
 import type { KonsulFsm } from '../../fsm/konsul-fsm.ts';
+import type { ClusterService } from '../cluster/cluster-service.ts';
 import type { ServerConfig } from '../config.ts';
+
+/** The cluster as request handlers use it: membership and operations, plus the client paths. */
+export interface ClusterAccess extends ClusterService {
+  /** Replicates a command through the leader (forwarded when this server follows). */
+  propose(command: Uint8Array): Promise<unknown>;
+  /** Waits until this server's state is at least as new as any acknowledged write (ReadIndex). */
+  readBarrier(): Promise<void>;
+}
 
 export interface ServerContext {
   readonly config: ServerConfig;
   readonly raft: RaftHost;
   readonly fsm: KonsulFsm;
-  /** The server-to-server address of a Raft member, as /v1/status answers it. */
-  readonly serverAddress: (nodeId: string) => string;
+  readonly cluster: ClusterAccess;
   readonly version: string;
   /** Aborted when the server shuts down: blocked queries answer at once. */
   readonly shutdownSignal: AbortSignal;

@@ -176,7 +176,7 @@ t.test('consistency modes', async (t) => {
 
 t.test('status and agent endpoints', async (t) => {
   const leader = await consul.status.leader();
-  t.equal(leader, `127.0.0.1:${server.port}`);
+  t.equal(leader, server.rpcAddress);
   t.same(await consul.status.peers(), [leader]);
   const self = (await consul.agent.self()) as unknown as { Config: { NodeName: string; Datacenter: string } };
   t.equal(self.Config.NodeName, 'kv-int');

@@ -6,7 +6,7 @@ export const agentRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
   app.get('/v1/agent/self', async () => {
     const { config } = ctx;
     const st = ctx.raft.status();
-    const rpc = ctx.serverAddress(config.nodeName);
+    const rpc = ctx.cluster.self().rpcAddr;
     const [rpcHost, rpcPort] = splitHostPort(rpc);
     return {
       Config: {

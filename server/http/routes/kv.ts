@@ -118,7 +118,7 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
       ...(has(query, 'acquire') ? { acquire: requireSession(param(query, 'acquire')) } : {}),
       ...(has(query, 'release') ? { release: requireSession(param(query, 'release')) } : {}),
     };
-    const result = await ctx.raft.propose(encodeCommand(command));
+    const result = await ctx.cluster.propose(encodeCommand(command));
     return sendApplyResult(reply, result as ApplyResult);
   });
 
@@ -131,7 +131,7 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
     else if (key === '') throw badRequest('Missing key name');
     else if (has(query, 'cas')) command = { type: 'kvDelete', key, cas: requireIndex(param(query, 'cas'), 'Invalid CAS index') };
     else command = { type: 'kvDelete', key };
-    const result = await ctx.raft.propose(encodeCommand(command));
+    const result = await ctx.cluster.propose(encodeCommand(command));
     return sendApplyResult(reply, result as ApplyResult);
   });
 
