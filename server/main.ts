@@ -50,6 +50,10 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     onUnreachable: (id) => raftRef?.reportUnreachable(id),
     onSnapshotStatus: (id, ok) => raftRef?.reportSnapshot(id, ok),
     helloMeta: () => ({ httpAddr }),
+    // Refused TLS handshakes, bad frames, misrouted messages; a peer being down is not an error here.
+    onError: (err) => {
+      if (config.logLevel === 'debug' || config.logLevel === 'trace') process.stderr.write(`konsul: [debug] rpc: ${err.message}\n`);
+    },
   });
   const raft = new RaftHost({
     id: config.nodeName,

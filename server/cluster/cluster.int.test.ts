@@ -1,6 +1,10 @@
 // Cluster management end to end, with real server processes: formation, the operator and cluster
 // APIs, join and leave, leadership transfer, fail-fast without a leader, and autopilot.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
+import { makeCa, makeCert, requireOpenssl } from '../../test/pki.ts';
 import { httpRequest, startCluster, waitFor, type Cluster, type ClusterNode } from '../../test/cluster/harness.ts';
 
 async function put(node: ClusterNode, key: string, value: string): Promise<{ status: number; text: string }> {
@@ -147,4 +151,24 @@ t.test('autopilot removes a dead voter when enough healthy servers remain', asyn
     { timeoutMs: 20_000, what: `${victim.name} to rejoin as a voter` },
   );
   t.pass(`${victim.name} rejoined`);
+});
+
+t.test('mutual TLS between servers; a server with a certificate from another CA cannot join', async (t) => {
+  requireOpenssl();
+  const dir = mkdtempSync(join(tmpdir(), 'konsul-cluster-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  makeCa(dir, 'ca');
+  makeCa(dir, 'other-ca');
+  const good = makeCert(dir, 'ca', 'server');
+  const rogue = makeCert(dir, 'other-ca', 'rogue');
+  const tlsKeys = (c: { certFile: string; keyFile: string }) => ({ rpc_tls_cert_file: c.certFile, rpc_tls_key_file: c.keyFile, rpc_tls_ca_file: good.caFile });
+  const cluster = await startCluster({ size: 3, t, config: tlsKeys(good) });
+  const leader = await cluster.waitForLeader();
+  t.same(await put(cluster.nodes.find((n) => n !== leader)!, 'over-tls', 'yes'), { status: 200, text: 'true' }, 'a forwarded write over TLS');
+  t.ok(readFileSync(good.certFile).length > 0);
+  const intruder = await cluster.addNode({ name: 'rogue', config: tlsKeys(rogue), waitForVoter: false });
+  await new Promise((r) => setTimeout(r, 3000));
+  const conf = await getJson<RaftConfig>(leader, '/v1/operator/raft/configuration');
+  t.same(voters(conf), ['s1', 's2', 's3'], 'the rogue is not a member');
+  t.equal(JSON.parse((await httpRequest(`${intruder.url}/v1/status/leader`)).text), '', 'the rogue never heard from the leader');
 });
