@@ -33,6 +33,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const fsm = new KonsulFsm();
   const addresses = new AddressBook(config.dataDir);
   let httpAddr = '';
+  let lastTlsWarningMs = 0;
   // The transport and the cluster manager call each other through these late-bound references.
   let raftRef: RaftHost | null = null;
   let clusterRef: ClusterManager | null = null;
@@ -52,7 +53,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     helloMeta: () => ({ httpAddr }),
     // Refused TLS handshakes, bad frames, misrouted messages; a peer being down is not an error here.
     onError: (err) => {
-      if (config.logLevel === 'debug' || config.logLevel === 'trace') process.stderr.write(`konsul: [debug] rpc: ${err.message}\n`);
+      // A refused TLS peer is a misconfiguration an operator must see (once in a while, not per dial).
+      const tls = /TLS/.test(err.message);
+      if (tls && Date.now() - lastTlsWarningMs > 10_000 && config.logLevel !== 'silent') {
+        lastTlsWarningMs = Date.now();
+        process.stderr.write(`konsul: [warn] rpc: ${err.message}\n`);
+      } else if (config.logLevel === 'debug' || config.logLevel === 'trace') {
+        process.stderr.write(`konsul: [debug] rpc: ${err.message}\n`);
+      }
     },
   });
   const raft = new RaftHost({
