@@ -1,6 +1,8 @@
 // Builds the fastify application (separately from the process, so tests can drive it with inject()).
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import { toHttpError } from '../errors.ts';
+import { ProposalError, ReadIndexError } from '../../raft/host/raft-host.ts';
+import { ClusterError } from '../cluster/cluster-service.ts';
+import { HttpError, toHttpError } from '../errors.ts';
 import type { ServerContext } from './context.ts';
 import { agentRoutes } from './routes/agent.ts';
 import { clusterRoutes } from './routes/cluster.ts';
@@ -22,7 +24,9 @@ export async function buildApp(ctx: ServerContext, options: { logger?: boolean |
   // One place maps every error to Consul's plain-text status and message.
   app.setErrorHandler((err, request, reply) => {
     const httpErr = toHttpError(err);
-    if (httpErr.statusCode >= 500) request.log.error({ err }, 'request failed');
+    // Expected outcomes (no leader, a write lost with its leader) are one line; only bugs get a stack.
+    if (httpErr.statusCode >= 500 && isExpectedFailure(err)) request.log.warn(`request failed: ${httpErr.message}`);
+    else if (httpErr.statusCode >= 500) request.log.error({ err }, 'request failed');
     void reply.code(httpErr.statusCode).type('text/plain; charset=utf-8').send(httpErr.message);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -35,4 +39,8 @@ export async function buildApp(ctx: ServerContext, options: { logger?: boolean |
   await app.register(operatorRoutes, { ctx, cluster: ctx.cluster });
   await app.register(clusterRoutes, { ctx, cluster: ctx.cluster });
   return app;
+}
+
+function isExpectedFailure(err: unknown): boolean {
+  return err instanceof HttpError || err instanceof ProposalError || err instanceof ReadIndexError || err instanceof ClusterError;
 }
