@@ -4,7 +4,12 @@ import { KONSUL_VERSION } from '../server/version.ts';
 import { EXIT_USAGE } from './command-support.ts';
 import { DEFAULT_HTTP_ADDR } from './http-client.ts';
 import { registerKvCommands } from './commands/kv.ts';
+import { registerLockCommand } from './commands/lock.ts';
+import { registerSessionCommands } from './commands/session.ts';
+import { registerCatalogCommands } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
+import { registerEventCommands } from './commands/event.ts';
+import { registerSnapshotCommands } from './commands/snapshot.ts';
 import { registerStatusCommand } from './commands/status.ts';
 
 export function konsulctlProgram(): Command {
@@ -37,7 +42,12 @@ missing key, CAS failure), 2 invalid command line.`);
     });
   });
   registerKvCommands(program);
+  registerSessionCommands(program);
+  registerLockCommand(program);
   registerStatusCommand(program);
   registerClusterCommands(program);
+  registerEventCommands(program);
+  registerSnapshotCommands(program);
+  registerCatalogCommands(program);
   return program;
 }

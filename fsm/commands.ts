@@ -5,6 +5,8 @@
 // - values travel as canonical base64 strings (bytes are not JSON);
 // - Flags, Consul's uint64, travels as a decimal string so that no bit is lost to float rounding;
 // - indexes (cas, upToIndex) are Raft indexes, which stay far below 2^53.
+// The one exception is snapshotRestore, whole FSM snapshots of up to tens of megabytes: a binary
+// encoding (a 0 byte, a kind byte, the raw bytes) spares every replica base64 and JSON over them.
 //
 // Validation happens on both ends: `encodeCommand` refuses to put an invalid command in the log
 // (a bug in the proposer), `decodeCommand`/`tryDecodeCommand` refuse to apply one (a log written
@@ -12,6 +14,14 @@
 // changes nothing, identically on every replica.
 
 import { decodeBase64, encodeBase64 } from './base64.ts';
+import { isUuid, MAX_EVENT_FILTER_LENGTH, MAX_EVENT_NAME_LENGTH, MAX_EVENT_PAYLOAD_BYTES } from './state/events.ts';
+import { isTxnKvVerb, MAX_TXN_OPS } from './state/kv-txn.ts';
+import { validateCatalogCommand, type CatalogCheckStatusCommand, type CatalogDeregisterCommand, type CatalogRegisterCommand } from './state/catalog-commands.ts';
+
+export type { CatalogCheckStatusCommand, CatalogDeregisterCommand, CatalogRegisterCommand } from './state/catalog-commands.ts';
+import { validateSessionCommand, type SessionCreateCommand, type SessionDestroyCommand, type SessionRenewCommand } from './state/session-commands.ts';
+
+export type { SessionCreateCommand, SessionDestroyCommand, SessionRenewCommand } from './state/session-commands.ts';
 
 export const MAX_FLAGS = 0xffff_ffff_ffff_ffffn;
 
@@ -32,6 +42,8 @@ export interface KvSetCommand {
   readonly acquire?: string;
   /** Session id giving the lock up (and writing the value). */
   readonly release?: string;
+  /** With acquire: the proposer's clock (ms), to refuse a key under lock-delay (fsm/state/sessions.ts). */
+  readonly nowMs?: number;
 }
 
 /** DELETE /v1/kv/:key, optionally check-and-set on the ModifyIndex. */
@@ -53,7 +65,62 @@ export interface KvReapTombstonesCommand {
   readonly upToIndex: number;
 }
 
-export type Command = KvSetCommand | KvDeleteCommand | KvDeleteTreeCommand | KvReapTombstonesCommand;
+/** One KV operation of a transaction, as it travels in the log (value base64, flags decimal). */
+export interface TxnKvOpCommand {
+  /** One of TXN_KV_WRITE_VERBS / TXN_KV_READ_VERBS (fsm/state/kv-txn.ts). */
+  readonly verb: string;
+  /** '' only for delete-tree. */
+  readonly key: string;
+  readonly value?: string;
+  readonly flags?: string;
+  readonly index?: number;
+  readonly session?: string;
+}
+
+/** PUT /v1/txn with at least one write: the operations run in order, all or nothing. */
+export interface TxnCommand {
+  readonly type: 'txn';
+  readonly ops: readonly TxnKvOpCommand[];
+  /** With a lock op: the proposer's clock (ms), to refuse a key under lock-delay, as kvSet's. */
+  readonly nowMs?: number;
+}
+
+/** PUT /v1/event/fire/:name: records a user event in the events ring. */
+export interface EventFireCommand {
+  readonly type: 'eventFire';
+  /** The proposer's random UUID; the FSM derives the event's ID from it (fsm/state/events.ts). */
+  readonly id: string;
+  readonly name: string;
+  /** Canonical base64 ('' for none). */
+  readonly payload: string;
+  readonly nodeFilter: string;
+  readonly serviceFilter: string;
+  readonly tagFilter: string;
+}
+
+/**
+ * PUT /v1/snapshot: replaces the whole state with a snapshot's (fsm/snapshot.ts bytes). The only
+ * binary command: tens of megabytes do not go through base64 and JSON (see encodeCommand).
+ */
+export interface SnapshotRestoreCommand {
+  readonly type: 'snapshotRestore';
+  readonly state: Uint8Array;
+}
+
+export type Command =
+  | KvSetCommand
+  | KvDeleteCommand
+  | KvDeleteTreeCommand
+  | KvReapTombstonesCommand
+  | TxnCommand
+  | EventFireCommand
+  | SnapshotRestoreCommand
+  | CatalogRegisterCommand
+  | CatalogDeregisterCommand
+  | CatalogCheckStatusCommand
+  | SessionCreateCommand
+  | SessionDestroyCommand
+  | SessionRenewCommand;
 
 export type CommandType = Command['type'];
 
@@ -68,10 +135,24 @@ export class InvalidCommandError extends Error {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * Binary commands start with a 0 byte, which no JSON command does (they start with '{'), then a
+ * kind byte: 1 = snapshotRestore, followed by the snapshot bytes.
+ */
+const BINARY_COMMAND = 0x00;
+const BINARY_SNAPSHOT_RESTORE = 0x01;
+
 /** Encodes a command for the Raft log; throws InvalidCommandError if it is not valid. */
 export function encodeCommand(command: Command): Uint8Array {
   const problem = validateCommand(command);
   if (problem !== null) throw new InvalidCommandError(problem);
+  if (command.type === 'snapshotRestore') {
+    const bytes = new Uint8Array(2 + command.state.length);
+    bytes[0] = BINARY_COMMAND;
+    bytes[1] = BINARY_SNAPSHOT_RESTORE;
+    bytes.set(command.state, 2);
+    return bytes;
+  }
   return encoder.encode(JSON.stringify(command));
 }
 
@@ -86,6 +167,10 @@ export type DecodeResult = { readonly ok: true; readonly command: Command } | { 
 
 /** Decodes and validates a command from the log without throwing. */
 export function tryDecodeCommand(bytes: Uint8Array): DecodeResult {
+  if (bytes[0] === BINARY_COMMAND) {
+    if (bytes[1] !== BINARY_SNAPSHOT_RESTORE || bytes.length < 3) return { ok: false, error: 'unknown binary command' };
+    return { ok: true, command: { type: 'snapshotRestore', state: bytes.subarray(2) } };
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(decoder.decode(bytes));
@@ -105,6 +190,7 @@ export function kvSetCommand(params: {
   readonly cas?: number;
   readonly acquire?: string;
   readonly release?: string;
+  readonly nowMs?: number;
 }): KvSetCommand {
   return {
     type: 'kvSet',
@@ -114,6 +200,7 @@ export function kvSetCommand(params: {
     ...(params.cas !== undefined ? { cas: params.cas } : {}),
     ...(params.acquire !== undefined ? { acquire: params.acquire } : {}),
     ...(params.release !== undefined ? { release: params.release } : {}),
+    ...(params.nowMs !== undefined ? { nowMs: params.nowMs } : {}),
   };
 }
 
@@ -138,7 +225,7 @@ export function validateCommand(value: unknown): string | null {
   const c = value as Record<string, unknown>;
   switch (c['type']) {
     case 'kvSet': {
-      const fieldProblem = onlyFields(c, ['type', 'key', 'value', 'flags'], ['cas', 'acquire', 'release']);
+      const fieldProblem = onlyFields(c, ['type', 'key', 'value', 'flags'], ['cas', 'acquire', 'release', 'nowMs']);
       if (fieldProblem) return fieldProblem;
       const keyProblem = checkKey(c['key'], 'key', false);
       if (keyProblem) return keyProblem;
@@ -147,6 +234,7 @@ export function validateCommand(value: unknown): string | null {
       const modes = ['cas', 'acquire', 'release'].filter((f) => c[f] !== undefined);
       if (modes.length > 1) return `kvSet: conflicting flags: ${modes.join(', ')}`;
       if (c['cas'] !== undefined && !isIndex(c['cas'])) return 'kvSet: cas must be a non-negative safe integer';
+      if (c['nowMs'] !== undefined && (c['acquire'] === undefined || !isIndex(c['nowMs']))) return 'kvSet: nowMs must be a non-negative safe integer, with acquire';
       for (const field of ['acquire', 'release']) {
         if (c[field] !== undefined && !(typeof c[field] === 'string' && isWellFormed(c[field]))) {
           return `kvSet: ${field} must be a session id string`;
@@ -173,9 +261,70 @@ export function validateCommand(value: unknown): string | null {
       if (!isIndex(c['upToIndex'])) return 'kvReapTombstones: upToIndex must be a non-negative safe integer';
       return null;
     }
+    case 'txn': {
+      const fieldProblem = onlyFields(c, ['type', 'ops'], ['nowMs']);
+      if (fieldProblem) return fieldProblem;
+      if (c['nowMs'] !== undefined && !isIndex(c['nowMs'])) return 'txn: nowMs must be a non-negative safe integer';
+      const ops = c['ops'];
+      if (!Array.isArray(ops) || ops.length === 0 || ops.length > MAX_TXN_OPS) return `txn: ops must be an array of 1..${MAX_TXN_OPS} operations`;
+      for (let i = 0; i < ops.length; i++) {
+        const problem = checkTxnKvOp(ops[i]);
+        if (problem) return `txn: op ${i}: ${problem}`;
+      }
+      return null;
+    }
+    case 'eventFire': {
+      const fieldProblem = onlyFields(c, ['type', 'id', 'name', 'payload', 'nodeFilter', 'serviceFilter', 'tagFilter'], []);
+      if (fieldProblem) return fieldProblem;
+      if (typeof c['id'] !== 'string' || !isUuid(c['id'])) return 'eventFire: id must be a lowercase UUID';
+      const nameProblem = checkKey(c['name'], 'name', false);
+      if (nameProblem) return `eventFire: ${nameProblem}`;
+      if ((c['name'] as string).length > MAX_EVENT_NAME_LENGTH) return `eventFire: name longer than ${MAX_EVENT_NAME_LENGTH} characters`;
+      const payload = typeof c['payload'] === 'string' ? decodeBase64(c['payload']) : null;
+      if (payload === null) return 'eventFire: payload must be canonical base64';
+      if (payload.length > MAX_EVENT_PAYLOAD_BYTES) return `eventFire: payload larger than ${MAX_EVENT_PAYLOAD_BYTES} bytes`;
+      for (const field of ['nodeFilter', 'serviceFilter', 'tagFilter']) {
+        const v = c[field];
+        if (typeof v !== 'string' || !isWellFormed(v) || v.length > MAX_EVENT_FILTER_LENGTH) return `eventFire: ${field} must be a string of at most ${MAX_EVENT_FILTER_LENGTH} characters`;
+      }
+      return null;
+    }
+    case 'catalogRegister':
+    case 'catalogDeregister':
+    case 'catalogCheckStatus':
+      // fsm/state/catalog-commands.ts: specs, exact fields, limits.
+      return validateCatalogCommand(c);
+    case 'sessionCreate':
+    case 'sessionDestroy':
+    case 'sessionRenew':
+      // fsm/state/session-commands.ts: exact fields, limits.
+      return validateSessionCommand(c);
+    case 'snapshotRestore': {
+      const fieldProblem = onlyFields(c, ['type', 'state'], []);
+      if (fieldProblem) return fieldProblem;
+      // Only the type here: the snapshot itself is checked completely when it is applied.
+      if (!(c['state'] instanceof Uint8Array) || c['state'].length === 0) return 'snapshotRestore: state must be non-empty bytes';
+      return null;
+    }
     default:
       return `unknown command type ${JSON.stringify(c['type'])}`;
   }
+}
+
+function checkTxnKvOp(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
+  const op = value as Record<string, unknown>;
+  for (const field of Object.keys(op)) {
+    if (!['verb', 'key', 'value', 'flags', 'index', 'session'].includes(field)) return `unknown field ${field}`;
+  }
+  if (typeof op['verb'] !== 'string' || !isTxnKvVerb(op['verb'])) return `unknown verb ${JSON.stringify(op['verb'])}`;
+  const keyProblem = checkKey(op['key'], 'key', op['verb'] === 'delete-tree');
+  if (keyProblem) return keyProblem;
+  if (op['value'] !== undefined && (typeof op['value'] !== 'string' || decodeBase64(op['value']) === null)) return 'value must be canonical base64';
+  if (op['flags'] !== undefined && !isUint64Decimal(op['flags'])) return 'flags must be a decimal string in 0..2^64-1';
+  if (op['index'] !== undefined && !isIndex(op['index'])) return 'index must be a non-negative safe integer';
+  if (op['session'] !== undefined && !(typeof op['session'] === 'string' && isWellFormed(op['session']))) return 'session must be a string';
+  return null;
 }
 
 function onlyFields(c: Record<string, unknown>, required: readonly string[], optional: readonly string[]): string | null {

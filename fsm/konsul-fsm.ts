@@ -7,9 +7,25 @@
 // (for blocking queries). The host (raft/host) calls `apply` for normal entries with data and
 // `applyNoop` for empty entries and membership changes: every index once, in order.
 
-import { parseFlags, parseValue, tryDecodeCommand, validateCommand, type Command } from './commands.ts';
-import { decodeSnapshot, encodeSnapshot } from './snapshot.ts';
-import { KvTable, NO_SESSIONS, type KvWriteOutcome, type SessionLookup } from './state/kv.ts';
+import {
+  parseFlags,
+  parseValue,
+  tryDecodeCommand,
+  validateCommand,
+  type Command,
+  type EventFireCommand,
+  type SnapshotRestoreCommand,
+  type TxnCommand,
+} from './commands.ts';
+import { decodeSnapshot, encodeSnapshot, SnapshotFormatError, type FsmState } from './snapshot.ts';
+import { stateForRestoreAt } from './restore.ts';
+import { EventsTable, userEventJson, type EventFireResult } from './state/events.ts';
+import { applyKvTxn, txnResultJson, type TxnApplyResult, type TxnKvOp, type TxnKvVerb } from './state/kv-txn.ts';
+import { CatalogTable, EMPTY_CATALOG_DUMP, type CatalogApplyResult, type CatalogWriteOutcome } from './state/catalog.ts';
+import type { CatalogCommand } from './state/catalog-commands.ts';
+import { KvTable, type KvWriteOutcome, type SessionLookup } from './state/kv.ts';
+import type { SessionCommand } from './state/session-commands.ts';
+import { EMPTY_SESSIONS_DUMP, sessionJson, SessionsTable, type SessionApplyResult, type SessionCatalogLookup, type SessionsChange } from './state/sessions.ts';
 import { WatchRegistry, type WatcherErrorHandler } from './watch.ts';
 
 /** Why a command was not applied (the state is unchanged). */
@@ -19,7 +35,9 @@ export type ApplyErrorCode =
   /** acquire/release with an empty session id (Consul: "missing session", HTTP 500). */
   | 'missingSession'
   /** acquire with a session that does not exist (Consul: `invalid session "<id>"`, HTTP 500). */
-  | 'invalidSession';
+  | 'invalidSession'
+  /** A session create the state refuses (missing node or check, critical check), Consul's text, HTTP 500. */
+  | 'sessionRejected';
 
 export interface ApplyError {
   readonly ok: false;
@@ -34,6 +52,9 @@ export interface ApplyError {
  */
 export type ApplyResult = boolean | ApplyError;
 
+/** Everything `apply` answers: ApplyResult for KV writes, or the result type of a table's command. */
+export type FsmResult = ApplyResult | TxnApplyResult | EventFireResult | CatalogApplyResult | SessionApplyResult;
+
 /** A broken contract between the host and the FSM (a bug, never an expected outcome). */
 export class FsmInvariantError extends Error {
   constructor(message: string) {
@@ -43,7 +64,7 @@ export class FsmInvariantError extends Error {
 }
 
 export interface KonsulFsmOptions {
-  /** Which sessions exist (for KV lock acquisition). Until the sessions table exists: none. */
+  /** Overrides the sessions table as the lookup KV locks use (tests of the KV side only). */
   readonly sessions?: SessionLookup;
   /** Receives exceptions thrown by watcher callbacks; see WatchRegistry. */
   readonly onWatcherError?: WatcherErrorHandler;
@@ -51,12 +72,18 @@ export interface KonsulFsmOptions {
 
 export class KonsulFsm {
   readonly kv = new KvTable();
+  readonly events = new EventsTable();
+  readonly catalog = new CatalogTable();
+  readonly sessions = new SessionsTable();
   readonly watches: WatchRegistry;
-  private readonly sessions: SessionLookup;
+  /** What KV locks consult: the sessions table, unless a test supplies its own. */
+  private readonly sessionLookup: SessionLookup;
+  /** Nodes and checks for session creation: the catalog table implements this lookup. */
+  private readonly sessionCatalog: SessionCatalogLookup = this.catalog;
   private lastApplied = 0;
 
   constructor(options: KonsulFsmOptions = {}) {
-    this.sessions = options.sessions ?? NO_SESSIONS;
+    this.sessionLookup = options.sessions ?? this.sessions;
     this.watches = new WatchRegistry(options.onWatcherError ? { onWatcherError: options.onWatcherError } : {});
   }
 
@@ -71,7 +98,7 @@ export class KonsulFsm {
    * does the same, so replaying the log cannot crash them all). Throws FsmInvariantError if the
    * host applies out of order; rethrows a watcher callback's exception after the apply completed.
    */
-  apply(index: number, command: Uint8Array): ApplyResult {
+  apply(index: number, command: Uint8Array): FsmResult {
     this.checkNextIndex(index);
     const decoded = tryDecodeCommand(command);
     if (!decoded.ok) {
@@ -82,7 +109,7 @@ export class KonsulFsm {
   }
 
   /** Applies an already decoded command (validated here too): for in-process use and tests. */
-  applyCommand(index: number, command: Command): ApplyResult {
+  applyCommand(index: number, command: Command): FsmResult {
     this.checkNextIndex(index);
     const problem = validateCommand(command);
     if (problem !== null) {
@@ -100,7 +127,7 @@ export class KonsulFsm {
 
   /** The whole state as deterministic bytes (see snapshot.ts). */
   snapshot(): Uint8Array {
-    return encodeSnapshot({ appliedIndex: this.lastApplied, kv: this.kv.dump() });
+    return encodeSnapshot({ appliedIndex: this.lastApplied, kv: this.kv.dump(), events: this.events.dump(), catalog: this.catalog.dump(), sessions: this.sessions.dump() });
   }
 
   /**
@@ -109,17 +136,26 @@ export class KonsulFsm {
    */
   restore(data: Uint8Array): void {
     const state = decodeSnapshot(data);
-    this.kv.load(state.kv);
+    this.loadState(state);
     this.lastApplied = state.appliedIndex;
     this.watches.notifyAll(state.appliedIndex);
   }
 
-  private execute(index: number, command: Command): ApplyResult {
+  /** Replaces every table with the snapshot's (a Raft snapshot install, or a snapshotRestore command). */
+  private loadState(state: FsmState): void {
+    this.kv.load(state.kv);
+    this.events.load(state.events ?? { index: 0, lastLTime: 0, events: [] });
+    this.catalog.load(state.catalog ?? EMPTY_CATALOG_DUMP);
+    this.sessions.load(state.sessions ?? EMPTY_SESSIONS_DUMP);
+  }
+
+  private execute(index: number, command: Command): FsmResult {
     let outcome: KvWriteOutcome;
     switch (command.type) {
       case 'kvSet': {
         const write = { key: command.key, value: parseValue(command.value), flags: parseFlags(command.flags) };
-        if (command.acquire !== undefined) outcome = this.kv.acquire(index, write, command.acquire, this.sessions);
+        if (command.nowMs !== undefined) this.sessions.observeTime(command.nowMs);
+        if (command.acquire !== undefined) outcome = this.kv.acquire(index, write, command.acquire, this.sessionLookup, command.nowMs);
         else if (command.release !== undefined) outcome = this.kv.release(index, write, command.release);
         else if (command.cas !== undefined) outcome = this.kv.setCas(index, write, command.cas);
         else outcome = this.kv.set(index, write);
@@ -135,6 +171,20 @@ export class KonsulFsm {
         this.kv.reapTombstones(command.upToIndex);
         outcome = { kind: 'done', result: true, changedKeys: [] };
         break;
+      case 'txn':
+        return this.applyTxn(index, command);
+      case 'eventFire':
+        return this.fireEvent(index, command);
+      case 'snapshotRestore':
+        return this.restoreSnapshotCommand(index, command);
+      case 'catalogRegister':
+      case 'catalogDeregister':
+      case 'catalogCheckStatus':
+        return this.applyCatalog(index, command);
+      case 'sessionCreate':
+      case 'sessionDestroy':
+      case 'sessionRenew':
+        return this.applySession(index, command);
       default:
         return assertNever(command);
     }
@@ -144,6 +194,137 @@ export class KonsulFsm {
     // leave the apply half done).
     this.watches.notify('kv', index, outcome.changedKeys);
     return outcome.result;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Transactions, events, snapshot restore (/v1/txn, /v1/event, /v1/snapshot)
+  // -------------------------------------------------------------------------------------------
+
+  /** All operations or none; watchers wake once, for every key the transaction changed. */
+  private applyTxn(index: number, command: TxnCommand): TxnApplyResult {
+    const ops = command.ops.map((op): TxnKvOp => ({
+      verb: op.verb as TxnKvVerb,
+      key: op.key,
+      ...(op.value !== undefined ? { value: parseValue(op.value) } : {}),
+      ...(op.flags !== undefined ? { flags: parseFlags(op.flags) } : {}),
+      ...(op.index !== undefined ? { index: op.index } : {}),
+      ...(op.session !== undefined ? { session: op.session } : {}),
+    }));
+    if (command.nowMs !== undefined) this.sessions.observeTime(command.nowMs);
+    const outcome = applyKvTxn(this.kv, index, ops, this.sessionLookup, command.nowMs);
+    this.lastApplied = index;
+    this.watches.notify('kv', index, outcome.changedKeys);
+    return txnResultJson(outcome);
+  }
+
+  private fireEvent(index: number, command: EventFireCommand): EventFireResult {
+    const event = this.events.fire(index, {
+      proposedId: command.id,
+      name: command.name,
+      payload: parseValue(command.payload),
+      nodeFilter: command.nodeFilter,
+      serviceFilter: command.serviceFilter,
+      tagFilter: command.tagFilter,
+    });
+    this.lastApplied = index;
+    this.watches.notify('events', index, [command.name]);
+    return { kind: 'event', event: userEventJson(event) };
+  }
+
+  /**
+   * Replaces the whole state with a snapshot's, on every replica at the same log index. The
+   * snapshot is parsed and checked completely first: a bad one changes nothing. Its indexes are
+   * moved into this log's index space (restore.ts), and every watcher wakes.
+   */
+  private restoreSnapshotCommand(index: number, command: SnapshotRestoreCommand): ApplyResult {
+    this.lastApplied = index;
+    let state: FsmState;
+    try {
+      state = decodeSnapshot(command.state);
+    } catch (err) {
+      if (err instanceof SnapshotFormatError) return { ok: false, code: 'invalidCommand', error: `snapshotRestore: ${err.message}` };
+      throw err;
+    }
+    this.loadState(stateForRestoreAt(state, index));
+    this.watches.notifyAll(index);
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Catalog and health (/v1/catalog, /v1/health, agent endpoints): fsm/state/catalog.ts
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * A catalog write. Its result lists the checks that became critical and the checks and nodes it
+   * removed (`criticalChecks`, `deregisteredChecks`, `deregisteredNodes`): the sessions bound to
+   * them are to be invalidated here, in the same apply, as Consul does in the same transaction.
+   */
+  private applyCatalog(index: number, command: CatalogCommand): CatalogApplyResult {
+    let outcome: CatalogWriteOutcome;
+    if (command.type === 'catalogRegister') outcome = this.catalog.register(index, command);
+    else if (command.type === 'catalogDeregister') outcome = this.catalog.deregister(index, command);
+    else outcome = this.catalog.updateCheckStatus(index, command);
+    this.lastApplied = index;
+    const result = outcome.result;
+    // Sessions bound to a check that turned critical or went away, or to a removed node, are
+    // invalidated in the same apply. Their lock-delays run from the command's `nowMs` when it has
+    // one, else from the latest proposer time the log has carried (SessionsTable.clockMs).
+    const nowMs = 'nowMs' in command && typeof command.nowMs === 'number' ? command.nowMs : undefined;
+    if (nowMs !== undefined) this.sessions.observeTime(nowMs);
+    const invalidated = result.ok
+      ? this.sessions.invalidate(index, { nodes: result.deregisteredNodes, checks: [...result.criticalChecks, ...result.deregisteredChecks] }, this.kv, nowMs ?? this.sessions.clockMs())
+      : undefined;
+    this.watches.notify('catalog', index, outcome.changedKeys);
+    if (invalidated !== undefined) this.notifySessions(index, invalidated);
+    return result;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sessions (/v1/session, KV locks): fsm/state/sessions.ts
+  // -------------------------------------------------------------------------------------------
+
+  private applySession(index: number, command: SessionCommand): SessionApplyResult | ApplyError {
+    this.lastApplied = index;
+    switch (command.type) {
+      case 'sessionCreate': {
+        if (command.nowMs !== undefined) this.sessions.observeTime(command.nowMs);
+        const outcome = this.sessions.create(
+          index,
+          {
+            ID: command.id,
+            Name: command.name,
+            Node: command.node,
+            LockDelay: command.lockDelayNs,
+            Behavior: command.behavior,
+            TTL: command.ttl,
+            NodeChecks: command.nodeChecks,
+            ServiceChecks: command.serviceChecks === null ? null : command.serviceChecks.map((c) => ({ ID: c.id, Namespace: c.namespace })),
+            Checks: command.checks,
+          },
+          this.sessionCatalog,
+        );
+        if (!outcome.ok) return { ok: false, code: 'sessionRejected', error: outcome.error };
+        this.notifySessions(index, outcome.change);
+        return { kind: 'sessionCreated', id: command.id };
+      }
+      case 'sessionDestroy': {
+        this.sessions.observeTime(command.nowMs);
+        const change = this.sessions.destroy(index, command.id, this.kv, command.nowMs, command.ifRenewIndex);
+        this.notifySessions(index, change);
+        return { kind: 'sessionDestroyed', destroyed: change.sessionKeys.length > 0 };
+      }
+      case 'sessionRenew': {
+        if (command.nowMs !== undefined) this.sessions.observeTime(command.nowMs);
+        const session = this.sessions.renew(index, command.id);
+        return { kind: 'sessionRenewed', session: session === undefined ? null : sessionJson(session) };
+      }
+    }
+  }
+
+  /** Wakes the watchers of what a session write changed: its sessions, then the KV keys it released. */
+  private notifySessions(index: number, change: SessionsChange): void {
+    this.watches.notify('sessions', index, change.sessionKeys);
+    this.watches.notify('kv', index, change.kvKeys);
   }
 
   private checkNextIndex(index: number): void {

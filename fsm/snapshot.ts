@@ -16,9 +16,28 @@
 //               | u8 has session | [str session] | u32 value length | value bytes
 //   tombstone = str key | u64 delete index
 // Entries and tombstones are in key order (strictly increasing), which the reader checks.
+//
+// Events section payload (fsm/state/events.ts; oldest first, at most 256):
+//   u64 table index | u64 last LTime | u32 event count | event*
+//   event = str ID | str Name | u32 payload length | payload | str NodeFilter | str ServiceFilter
+//           | str TagFilter | u32 Version | u64 LTime | u64 index
+// LTimes and indexes strictly increase, which the reader checks. Written only when the table has
+// ever been used, so snapshots without events keep their earlier bytes.
+//
+// Catalog section payload (fsm/state/catalog-snapshot.ts): u32 length | UTF-8 JSON of the table's
+// dump, nodes, services and checks in key order. Written only when the catalog has ever been used.
+//
+// Sessions section payload (fsm/state/sessions-snapshot.ts): UTF-8 JSON of the table's dump
+// (sessions in ID order with their renewal index, lock-delays in key order, the latest proposer
+// clock). Written only when the table has ever been used.
 
 import type { KvEntry, KvTableDump, KvTombstone } from './state/kv.ts';
 import { compareKeys } from './state/sorted-keys.ts';
+import { EVENT_RING_CAPACITY, isUuid, type EventsTableDump, type UserEvent } from './state/events.ts';
+import type { CatalogTableDump } from './state/catalog.ts';
+import { decodeCatalogSection, encodeCatalogSection, isEmptyCatalogDump } from './state/catalog-snapshot.ts';
+import type { SessionsTableDump } from './state/sessions.ts';
+import { decodeSessionsSection, encodeSessionsSection, isEmptySessionsDump } from './state/sessions-snapshot.ts';
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
 const MAGIC = [0x4b, 0x4e, 0x53, 0x4c]; // "KNSL"
@@ -27,6 +46,12 @@ const MAGIC = [0x4b, 0x4e, 0x53, 0x4c]; // "KNSL"
 export interface FsmState {
   readonly appliedIndex: number;
   readonly kv: KvTableDump;
+  /** Absent when the snapshot has no events section (an empty table, written only when used). */
+  readonly events?: EventsTableDump;
+  /** Absent when the snapshot has no catalog section (an empty catalog, written only when used). */
+  readonly catalog?: CatalogTableDump;
+  /** Absent when the snapshot has no sessions section (an empty table, written only when used). */
+  readonly sessions?: SessionsTableDump;
 }
 
 /** The snapshot bytes are not a snapshot this version can read. */
@@ -45,7 +70,21 @@ interface Section {
 }
 
 export function encodeSnapshot(state: FsmState): Uint8Array {
-  const sections: Section[] = [{ name: 'kv', size: kvSize(state.kv), write: (w) => writeKv(w, state.kv) }];
+  const sections: Section[] = [
+    { name: 'kv', size: kvSize(state.kv), write: (w) => writeKv(w, state.kv) },
+  ];
+  const events = state.events;
+  if (events !== undefined && (events.index > 0 || events.lastLTime > 0 || events.events.length > 0)) {
+    sections.push({ name: 'events', size: eventsSize(events), write: (w) => writeEvents(w, events) });
+  }
+  if (state.catalog !== undefined && !isEmptyCatalogDump(state.catalog)) {
+    const payload = encodeCatalogSection(state.catalog);
+    sections.push({ name: 'catalog', size: 4 + payload.length, write: (w) => w.bytes(payload) });
+  }
+  if (state.sessions !== undefined && !isEmptySessionsDump(state.sessions)) {
+    const payload = encodeSessionsSection(state.sessions);
+    sections.push({ name: 'sessions', size: 4 + payload.length, write: (w) => w.bytes(payload) });
+  }
   // Sized exactly and allocated once: growing a buffer of hundreds of megabytes by doubling makes
   // V8 run full collections of a heap that holds the whole store.
   let total = MAGIC.length + 2 + 8 + 4 + 4;
@@ -80,6 +119,9 @@ export function decodeSnapshot(data: Uint8Array): FsmState {
   const appliedIndex = r.u64();
   const sectionCount = r.u32();
   let kv: KvTableDump = { index: 0, entries: [], tombstones: [] };
+  let events: EventsTableDump | undefined;
+  let catalog: CatalogTableDump | undefined;
+  let sessions: SessionsTableDump | undefined;
   const seen = new Set<string>();
   for (let i = 0; i < sectionCount; i++) {
     const name = r.str();
@@ -90,13 +132,26 @@ export function decodeSnapshot(data: Uint8Array): FsmState {
       case 'kv':
         kv = readKv(payload);
         break;
+      case 'events':
+        events = readEvents(payload);
+        break;
+      case 'catalog':
+        catalog = decodeCatalogSection(payload.bytes(), (message) => {
+          throw new SnapshotFormatError(message);
+        });
+        break;
+      case 'sessions':
+        sessions = decodeSessionsSection(payload.bytes(), (message) => {
+          throw new SnapshotFormatError(message);
+        });
+        break;
       default:
         throw new SnapshotFormatError(`unknown snapshot section ${JSON.stringify(name)}`);
     }
     payload.end();
   }
   r.end();
-  return { appliedIndex, kv };
+  return { appliedIndex, kv, ...(events !== undefined ? { events } : {}), ...(catalog !== undefined ? { catalog } : {}), ...(sessions !== undefined ? { sessions } : {}) };
 }
 
 function writeKv(w: ByteWriter, kv: KvTableDump): void {
@@ -131,6 +186,56 @@ function kvSize(kv: KvTableDump): number {
   }
   for (const t of kv.tombstones) size += strSize(t.key) + 8;
   return size;
+}
+
+function writeEvents(w: ByteWriter, events: EventsTableDump): void {
+  w.u64(events.index);
+  w.u64(events.lastLTime);
+  w.u32(events.events.length);
+  for (const e of events.events) {
+    w.str(e.ID);
+    w.str(e.Name);
+    w.bytes(e.Payload);
+    w.str(e.NodeFilter);
+    w.str(e.ServiceFilter);
+    w.str(e.TagFilter);
+    w.u32(e.Version);
+    w.u64(e.LTime);
+    w.u64(e.Index);
+  }
+}
+
+function eventsSize(events: EventsTableDump): number {
+  let size = 8 + 8 + 4;
+  for (const e of events.events) {
+    size += strSize(e.ID) + strSize(e.Name) + 4 + e.Payload.length + strSize(e.NodeFilter) + strSize(e.ServiceFilter) + strSize(e.TagFilter) + 4 + 8 + 8;
+  }
+  return size;
+}
+
+function readEvents(r: ByteReader): EventsTableDump {
+  const index = r.u64();
+  const lastLTime = r.u64();
+  const count = r.u32();
+  if (count > EVENT_RING_CAPACITY) throw new SnapshotFormatError(`more than ${EVENT_RING_CAPACITY} events`);
+  const events: UserEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    const ID = r.str();
+    if (!isUuid(ID)) throw new SnapshotFormatError('event ID is not a UUID');
+    const Name = r.str();
+    const Payload = r.bytes().slice();
+    const NodeFilter = r.str();
+    const ServiceFilter = r.str();
+    const TagFilter = r.str();
+    const Version = r.u32();
+    const LTime = r.u64();
+    const eventIndex = r.u64();
+    const previous = events[events.length - 1];
+    if (previous !== undefined && (LTime <= previous.LTime || eventIndex <= previous.Index)) throw new SnapshotFormatError('events out of order');
+    if (LTime > lastLTime) throw new SnapshotFormatError('event LTime beyond the last LTime');
+    events.push({ ID, Name, Payload, NodeFilter, ServiceFilter, TagFilter, Version, LTime, Index: eventIndex });
+  }
+  return { index, lastLTime, events };
 }
 
 /** Bytes `str` writes: the length prefix and the UTF-8 encoding. */

@@ -2,7 +2,7 @@
 // indexes), with short verbs so that tests read like Consul API calls.
 
 import { encodeCommand, kvSetCommand } from './commands.ts';
-import { KonsulFsm, type ApplyResult } from './konsul-fsm.ts';
+import { KonsulFsm, type FsmResult } from './konsul-fsm.ts';
 import type { SessionLookup } from './state/kv.ts';
 
 const encoder = new TextEncoder();
@@ -46,21 +46,21 @@ export class TestStore {
   }
 
   /** PUT /v1/kv/:key */
-  put(key: string, value: string, options: PutOptions = {}): ApplyResult {
+  put(key: string, value: string, options: PutOptions = {}): FsmResult {
     return this.fsm.apply(this.nextIndex, encodeCommand(kvSetCommand({ key, value: utf8(value), ...options })));
   }
 
   /** DELETE /v1/kv/:key[?cas=] */
-  del(key: string, cas?: number): ApplyResult {
+  del(key: string, cas?: number): FsmResult {
     return this.fsm.apply(this.nextIndex, encodeCommand({ type: 'kvDelete', key, ...(cas !== undefined ? { cas } : {}) }));
   }
 
   /** DELETE /v1/kv/:prefix?recurse */
-  delTree(prefix: string): ApplyResult {
+  delTree(prefix: string): FsmResult {
     return this.fsm.apply(this.nextIndex, encodeCommand({ type: 'kvDeleteTree', prefix }));
   }
 
-  reap(upToIndex: number): ApplyResult {
+  reap(upToIndex: number): FsmResult {
     return this.fsm.apply(this.nextIndex, encodeCommand({ type: 'kvReapTombstones', upToIndex }));
   }
 

@@ -22,7 +22,7 @@ export type WatchCallback = (index: number) => void;
 export type CancelWatch = () => void;
 
 /** The FSM's tables. Key and prefix watches are per table; the KV table is the default. */
-export type WatchTable = 'kv' | 'catalog' | 'health' | 'sessions' | 'acl';
+export type WatchTable = 'kv' | 'catalog' | 'health' | 'sessions' | 'acl' | 'events';
 
 interface Watcher {
   readonly callback: WatchCallback;

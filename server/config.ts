@@ -24,6 +24,15 @@ export interface ServerConfig {
   readonly snapshotEveryEntries: number;
   /** Deleted keys' tombstones are reaped after this long (longer than any blocking wait). */
   readonly tombstoneTtlMs: number;
+  /**
+   * Shortest session TTL accepted (Consul's session_ttl_min, default 10 s). Tests lower it to keep
+   * TTL expiries short; the maximum stays Consul's 86400 s.
+   */
+  readonly sessionTtlMinMs: number;
+  /** How often the agent looks for services to remove after DeregisterCriticalServiceAfter (Consul: 30 s). */
+  readonly checkReapIntervalMs: number;
+  /** The shortest DeregisterCriticalServiceAfter honoured (Consul: 1 minute); tests lower both. */
+  readonly checkDeregisterIntervalMinMs: number;
   /** Flush writes to disk before acknowledging them. Only tests and benchmarks turn this off. */
   readonly syncWrites: boolean;
   /** Where the server-to-server listener binds; outbound connections use its host as source. */
@@ -62,6 +71,9 @@ export const DEFAULTS: ServerConfig = {
   raftElectionTicks: 10,
   snapshotEveryEntries: 16384,
   tombstoneTtlMs: 15 * 60 * 1000,
+  sessionTtlMinMs: 10_000,
+  checkReapIntervalMs: 30_000,
+  checkDeregisterIntervalMinMs: 60_000,
   syncWrites: true,
   rpcAddr: { host: '127.0.0.1', port: 8300 },
   rpcAdvertise: '',
@@ -106,6 +118,9 @@ const FILE_KEYS: Record<string, (v: unknown, c: Partial<Mutable<ServerConfig>>) 
   snapshot_every_entries: (v, c) => (c.snapshotEveryEntries = positiveInt(v, 'snapshot_every_entries')),
   sync_writes: (v, c) => (c.syncWrites = bool(v, 'sync_writes')),
   tombstone_ttl_ms: (v, c) => (c.tombstoneTtlMs = positiveInt(v, 'tombstone_ttl_ms')),
+  check_reap_interval_ms: (v, c) => (c.checkReapIntervalMs = positiveInt(v, 'check_reap_interval_ms')),
+  check_deregister_interval_min_ms: (v, c) => (c.checkDeregisterIntervalMinMs = positiveInt(v, 'check_deregister_interval_min_ms')),
+  session_ttl_min_ms: (v, c) => (c.sessionTtlMinMs = positiveInt(v, 'session_ttl_min_ms')),
   rpc_addr: (v, c) => (c.rpcAddr = parseHostPort(str(v, 'rpc_addr'), 'rpc_addr')),
   rpc_advertise: (v, c) => (c.rpcAdvertise = hostPortText(str(v, 'rpc_advertise'), 'rpc_advertise')),
   bootstrap_expect: (v, c) => (c.bootstrapExpect = positiveInt(v, 'bootstrap_expect')),

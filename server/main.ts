@@ -11,6 +11,9 @@ import { AddressBook } from './cluster/address-book.ts';
 import { ClusterManager } from './cluster/cluster-manager.ts';
 import type { ServerConfig } from './config.ts';
 import { buildApp } from './http/app.ts';
+import { LocalAgent } from './local-agent.ts';
+import { ServerRegistration, serverAddress } from './server-registration.ts';
+import { SessionTtlTimer } from './session-ttl.ts';
 import { TombstoneReaper } from './tombstone-reaper.ts';
 import { KONSUL_VERSION } from './version.ts';
 
@@ -116,6 +119,47 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     hasTombstones: () => fsm.kv.tombstoneCount > 0,
   });
   reaper.start();
+  // The leader expires sessions not renewed for TTL × 2 (server/session-ttl.ts).
+  const sessionTtl = new SessionTtlTimer({
+    raft,
+    sessions: fsm.sessions,
+    checkEveryMs: Math.max(50, Math.min(1000, Math.floor(config.sessionTtlMinMs / 4))),
+  });
+  sessionTtl.start();
+  // The catalog: the leader keeps every server registered with its serfHealth check, and this
+  // server's agent keeps its own services and checks (server/server-registration.ts, local-agent.ts).
+  const catalogLog = (level: 'warn' | 'info', message: string): void => {
+    if (config.logLevel !== 'silent' && (level === 'warn' || config.logLevel === 'info' || config.logLevel === 'debug' || config.logLevel === 'trace')) {
+      process.stderr.write(`konsul: [${level}] ${message}\n`);
+    }
+  };
+  const registration = new ServerRegistration({
+    cluster,
+    isReadyLeader: () => raft.isReadyLeader(),
+    catalog: fsm.catalog,
+    selfId: config.nodeName,
+    datacenter: config.datacenter,
+    version: KONSUL_VERSION,
+    selfHttpHost: config.httpAddr.host,
+    log: catalogLog,
+  });
+  registration.start();
+  const localAgent = new LocalAgent({
+    nodeName: config.nodeName,
+    datacenter: config.datacenter,
+    dataDir: config.dataDir,
+    nodeAddress: () => serverAddress(cluster.self(), config.httpAddr.host),
+    catalog: fsm.catalog,
+    propose: (command) => cluster.propose(command),
+    readBarrier: () => cluster.readBarrier(),
+    reapIntervalMs: config.checkReapIntervalMs,
+    deregisterMinMs: config.checkDeregisterIntervalMinMs,
+    log: catalogLog,
+  });
+  // A dev server leads itself: it serves once its node and serfHealth check are in the catalog, so
+  // the first request can create a session (bound to serfHealth by default).
+  if (config.dev) await registration.waitForSelf(5000);
+  localAgent.start();
   const shutdown = new AbortController();
   // Every waiting blocking query listens for shutdown (and removes itself when it answers).
   setMaxListeners(0, shutdown.signal);
@@ -127,6 +171,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       cluster,
       version: KONSUL_VERSION,
       shutdownSignal: shutdown.signal,
+      localAgent,
     },
     { logger: config.logLevel === 'silent' ? false : { level: config.logLevel } },
   );
@@ -134,6 +179,9 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   } catch (err) {
     reaper.stop();
+    sessionTtl.stop();
+    registration.stop();
+    await localAgent.stop();
     await raft.stop();
     await transport.stop();
     throw err;
@@ -154,8 +202,15 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       stopping ??= (async () => {
         shutdown.abort();
         reaper.stop();
+        sessionTtl.stop();
+        registration.stop();
+        await localAgent.stop();
         cluster.stop();
+        // Answered requests close their sockets (see buildApp); a client that never reads its answer
+        // is cut off after a bound so that shutdown always ends.
+        const cutOff = setTimeout(() => app.server.closeAllConnections(), 5000);
         await app.close();
+        clearTimeout(cutOff);
         await raft.drain(5000);
         await raft.stop();
         await transport.stop();

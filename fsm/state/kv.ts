@@ -26,9 +26,14 @@ export interface KvEntry {
   readonly Session?: string;
 }
 
-/** Whether a session exists; given by the sessions table (issue: sessions). */
+/** Whether a session exists; given by the sessions table (fsm/state/sessions.ts). */
 export interface SessionLookup {
   sessionExists(sessionId: string): boolean;
+  /**
+   * Whether `key` is under lock-delay at `nowMs`: a session holding it was invalidated less than
+   * its LockDelay ago, so no session may acquire it yet. Absent: no lock-delays.
+   */
+  lockDelayed?(key: string, nowMs: number): boolean;
 }
 
 /** The lookup used until the sessions table exists: there are no sessions. */
@@ -39,6 +44,8 @@ export interface KvWriteDone {
   readonly kind: 'done';
   readonly result: boolean;
   readonly changedKeys: readonly string[];
+  /** Set when an acquire failed because the key is under lock-delay (a transaction reports it). */
+  readonly lockDelayed?: true;
 }
 
 /** A write Consul answers with an error (HTTP 500 with this text) rather than true/false. */
@@ -85,6 +92,8 @@ export class KvTable {
   private readonly lockedKeysBySession = new Map<string, Set<string>>();
   /** Index of the last write that changed the table (sets and deletes; not tombstone reaping). */
   private tableIndex = 0;
+  /** While a transaction runs: what its writes replaced, to put back if it fails (see beginTransaction). */
+  private undo: KvUndoLog | null = null;
 
   /** The table index: the last index at which any KV entry changed. */
   index(): number {
@@ -188,8 +197,13 @@ export class KvTable {
    * PUT ?acquire=session: takes the lock if it is free (LockIndex + 1) or already held by this
    * session (LockIndex unchanged), and writes the value either way. Fails (false) if another
    * session holds it. The key need not exist.
+   *
+   * With `nowMs` (the proposer's clock, carried in the command), a key under lock-delay answers
+   * false with `lockDelayed` set, before any session check: Consul's kvsPreApply refuses such a
+   * lock before it reaches the state store.
    */
-  acquire(index: number, write: KvWrite, sessionId: string, sessions: SessionLookup): KvWriteOutcome {
+  acquire(index: number, write: KvWrite, sessionId: string, sessions: SessionLookup, nowMs?: number): KvWriteOutcome {
+    if (nowMs !== undefined && sessions.lockDelayed?.(write.key, nowMs) === true) return { kind: 'done', result: false, changedKeys: NOTHING_CHANGED, lockDelayed: true };
     if (sessionId === '') return { kind: 'rejected', code: 'missingSession', error: 'missing session' };
     if (!sessions.sessionExists(sessionId)) {
       return { kind: 'rejected', code: 'invalidSession', error: `invalid session ${JSON.stringify(sessionId)}` };
@@ -264,6 +278,52 @@ export class KvTable {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Transactions (/v1/txn): a group of writes that happens entirely or not at all. Between begin
+  // and commit/rollback the writes above record what they replace (first touch of each key only);
+  // a rollback puts it back. The FSM applies synchronously, so nobody sees the state in between.
+  // -------------------------------------------------------------------------------------------
+
+  beginTransaction(): void {
+    if (this.undo !== null) throw new Error('KvTable: a transaction is already open');
+    this.undo = new KvUndoLog(this.tableIndex);
+  }
+
+  /** Keeps every write since beginTransaction. */
+  commitTransaction(): void {
+    this.undo = null;
+  }
+
+  /** Undoes every write since beginTransaction: entries, locks, tombstones and the table index. */
+  rollbackTransaction(): void {
+    const undo = this.undo;
+    if (undo === null) throw new Error('KvTable: no transaction is open');
+    this.undo = null;
+    for (const [key, previous] of undo.entries) {
+      const current = this.entriesByKey.get(key);
+      if (current?.Session !== undefined) this.untrackLock(current.Session, key);
+      if (previous === undefined) {
+        if (current !== undefined) {
+          this.entriesByKey.delete(key);
+          this.sortedKeys.delete(key);
+        }
+        continue;
+      }
+      if (current === undefined) this.sortedKeys.add(key);
+      this.entriesByKey.set(key, previous);
+      if (previous.Session !== undefined) this.trackLock(previous.Session, key);
+    }
+    for (const [key, previousIndex] of undo.tombstones) {
+      if (previousIndex !== undefined) {
+        if (!this.tombstoneIndexByKey.has(key)) this.sortedTombstones.add(key);
+        this.tombstoneIndexByKey.set(key, previousIndex);
+      } else if (this.tombstoneIndexByKey.delete(key)) {
+        this.sortedTombstones.delete(key);
+      }
+    }
+    this.tableIndex = undo.tableIndex;
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Snapshots.
   // -------------------------------------------------------------------------------------------
 
@@ -318,6 +378,7 @@ export class KvTable {
       Value: write.value,
       ...(session !== undefined ? { Session: session } : {}),
     };
+    this.undo?.recordEntry(write.key, existing);
     if (existing === undefined) this.sortedKeys.add(write.key);
     if (existing?.Session !== session) {
       if (existing?.Session !== undefined) this.untrackLock(existing.Session, write.key);
@@ -330,11 +391,13 @@ export class KvTable {
 
   /** Drops an entry from the map and the lock index (the caller updates the sorted keys). */
   private remove(entry: KvEntry): void {
+    this.undo?.recordEntry(entry.Key, entry);
     this.entriesByKey.delete(entry.Key);
     if (entry.Session !== undefined) this.untrackLock(entry.Session, entry.Key);
   }
 
   private putTombstone(key: string, index: number): void {
+    this.undo?.recordTombstone(key, this.tombstoneIndexByKey.get(key));
     if (!this.tombstoneIndexByKey.has(key)) this.sortedTombstones.add(key);
     this.tombstoneIndexByKey.set(key, index);
   }
@@ -353,6 +416,23 @@ export class KvTable {
     if (keys === undefined) return;
     keys.delete(key);
     if (keys.size === 0) this.lockedKeysBySession.delete(sessionId);
+  }
+}
+
+/** What an open transaction's writes replaced: the first previous state of each key they touched. */
+class KvUndoLog {
+  /** The entry before the transaction first wrote or removed the key (undefined: it did not exist). */
+  readonly entries = new Map<string, KvEntry | undefined>();
+  /** The tombstone index before the transaction first set it (undefined: no tombstone). */
+  readonly tombstones = new Map<string, number | undefined>();
+  constructor(readonly tableIndex: number) {}
+
+  recordEntry(key: string, previous: KvEntry | undefined): void {
+    if (!this.entries.has(key)) this.entries.set(key, previous);
+  }
+
+  recordTombstone(key: string, previousIndex: number | undefined): void {
+    if (!this.tombstones.has(key)) this.tombstones.set(key, previousIndex);
   }
 }
 

@@ -5,10 +5,17 @@ import { ClusterError } from '../cluster/cluster-service.ts';
 import { HttpError, toHttpError } from '../errors.ts';
 import type { ServerContext } from './context.ts';
 import { agentRoutes } from './routes/agent.ts';
+import { catalogRoutes } from './routes/catalog.ts';
 import { clusterRoutes } from './routes/cluster.ts';
+import { eventRoutes } from './routes/event.ts';
+import { healthRoutes } from './routes/health.ts';
+import { konsulServicesRoutes } from './routes/konsul-services.ts';
 import { kvRoutes } from './routes/kv.ts';
 import { operatorRoutes } from './routes/operator.ts';
+import { sessionRoutes } from './routes/session.ts';
+import { snapshotRoutes } from './routes/snapshot.ts';
 import { statusRoutes } from './routes/status.ts';
+import { txnRoutes } from './routes/txn.ts';
 
 export async function buildApp(ctx: ServerContext, options: { logger?: boolean | object } = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -19,6 +26,13 @@ export async function buildApp(ctx: ServerContext, options: { logger?: boolean |
     routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 4096 },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+  });
+
+  // A request answered while the server shuts down must not leave its keep-alive socket open:
+  // server.close() waits for every connection, and an idle client would hold the process up.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (ctx.shutdownSignal.aborted) void reply.header('connection', 'close');
+    done(null, payload);
   });
 
   // One place maps every error to Consul's plain-text status and message.
@@ -38,6 +52,13 @@ export async function buildApp(ctx: ServerContext, options: { logger?: boolean |
   await app.register(kvRoutes, { ctx });
   await app.register(operatorRoutes, { ctx, cluster: ctx.cluster });
   await app.register(clusterRoutes, { ctx, cluster: ctx.cluster });
+  await app.register(txnRoutes, { ctx });
+  await app.register(eventRoutes, { ctx });
+  await app.register(snapshotRoutes, { ctx });
+  await app.register(sessionRoutes, { ctx });
+  await app.register(catalogRoutes, { ctx });
+  await app.register(healthRoutes, { ctx });
+  await app.register(konsulServicesRoutes, { ctx });
   return app;
 }
 

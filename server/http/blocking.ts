@@ -1,6 +1,7 @@
 // Blocking queries: answer at once unless the client already has the current index, else hold the
 // request until a watcher for exactly this data fires or the wait ends. Nothing here polls: a
 // request costs one watcher registration while it waits.
+import type { FastifyReply } from 'fastify';
 
 export interface Indexed<T> {
   readonly index: number;
@@ -51,4 +52,21 @@ export async function blockingQuery<T>(q: BlockingQuery<T>): Promise<Indexed<T>>
 /** X-Consul-Index is never 0: clients treat 0 as "do not block" and would spin. */
 function withFloor<T>(r: Indexed<T>): Indexed<T> {
   return r.index >= 1 ? r : { index: 1, value: r.value };
+}
+
+/**
+ * An AbortSignal that fires when the client disconnects before the answer or the server shuts down,
+ * for a blocking query's `signal`. Every listener is removed when the response closes: keep-alive
+ * sockets and the server-wide shutdown signal outlive thousands of requests.
+ */
+export function abortOnClose(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  if (shutdown.aborted) abort();
+  else shutdown.addEventListener('abort', abort, { once: true });
+  reply.raw.once('close', () => {
+    shutdown.removeEventListener('abort', abort);
+    if (!reply.raw.writableFinished) abort();
+  });
+  return controller.signal;
 }

@@ -3,6 +3,7 @@ import type { RaftHost } from '../../raft/host/raft-host.ts';
 import type { KonsulFsm } from '../../fsm/konsul-fsm.ts';
 import type { ClusterService } from '../cluster/cluster-service.ts';
 import type { ServerConfig } from '../config.ts';
+import type { LocalAgent } from '../local-agent.ts';
 
 /** The cluster as request handlers use it: membership and operations, plus the client paths. */
 export interface ClusterAccess extends ClusterService {
@@ -20,4 +21,6 @@ export interface ServerContext {
   readonly version: string;
   /** Aborted when the server shuts down: blocked queries answer at once. */
   readonly shutdownSignal: AbortSignal;
+  /** The server's own agent (/v1/agent/service|check/*); absent in tests that build a bare app. */
+  readonly localAgent?: LocalAgent;
 }

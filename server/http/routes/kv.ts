@@ -115,7 +115,8 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
       value: body.toString('base64'),
       flags,
       ...(has(query, 'cas') ? { cas: requireIndex(param(query, 'cas'), 'Invalid CAS index') } : {}),
-      ...(has(query, 'acquire') ? { acquire: requireSession(param(query, 'acquire')) } : {}),
+      // The proposer's clock travels with an acquire: the FSM refuses a key under lock-delay.
+      ...(has(query, 'acquire') ? { acquire: requireSession(param(query, 'acquire')), nowMs: Date.now() } : {}),
       ...(has(query, 'release') ? { release: requireSession(param(query, 'release')) } : {}),
     };
     const result = await ctx.cluster.propose(encodeCommand(command));

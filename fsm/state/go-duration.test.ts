@@ -1,0 +1,60 @@
+// Go's time.ParseDuration and Duration.String, as Consul's session TTLs and lock delays use them.
+import t from 'tap';
+import { formatGoDuration, parseGoDuration } from './go-duration.ts';
+
+t.test('parses what Go parses, in nanoseconds', async (t) => {
+  const cases: [string, number][] = [
+    ['0', 0],
+    ['0s', 0],
+    ['-0', 0],
+    ['15s', 15e9],
+    ['15.0s', 15e9],
+    ['0.001s', 1e6],
+    ['1.5s', 1.5e9],
+    ['.5m', 30e9],
+    ['1.s', 1e9],
+    ['1h30m', 5400e9],
+    ['+10s', 10e9],
+    ['-10s', -10e9],
+    ['300ms', 300e6],
+    ['500us', 500e3],
+    ['500µs', 500e3],
+    ['500μs', 500e3],
+    ['7ns', 7],
+    ['24h', 86400e9],
+    ['1h1m1s1ms1us1ns', 3661001001001],
+  ];
+  for (const [text, ns] of cases) t.same(parseGoDuration(text), { ok: true, ns }, text);
+});
+
+t.test("refuses what Go refuses, with Go's texts", async (t) => {
+  t.same(parseGoDuration(''), { ok: false, error: 'time: invalid duration ""' });
+  t.same(parseGoDuration('abc'), { ok: false, error: 'time: invalid duration "abc"' });
+  t.same(parseGoDuration('10'), { ok: false, error: 'time: missing unit in duration "10"' });
+  t.same(parseGoDuration('10x'), { ok: false, error: 'time: unknown unit "x" in duration "10x"' });
+  t.same(parseGoDuration('10 s'), { ok: false, error: 'time: unknown unit " s" in duration "10 s"' });
+  t.same(parseGoDuration('.s'), { ok: false, error: 'time: invalid duration ".s"' });
+  t.same(parseGoDuration('-'), { ok: false, error: 'time: invalid duration "-"' });
+  t.same(parseGoDuration('3000000h'), { ok: false, error: 'time: invalid duration "3000000h"' }, 'beyond int64 nanoseconds');
+});
+
+t.test('formats as Duration.String does', async (t) => {
+  const cases: [number, string][] = [
+    [0, '0s'],
+    [7, '7ns'],
+    [1500, '1.5µs'],
+    [500e3, '500µs'],
+    [1e6, '1ms'],
+    [1.5e6, '1.5ms'],
+    [250e6, '250ms'],
+    [1e9, '1s'],
+    [10e9, '10s'],
+    [15.5e9, '15.5s'],
+    [60e9, '1m0s'],
+    [90e9, '1m30s'],
+    [3600e9, '1h0m0s'],
+    [86400e9, '24h0m0s'],
+    [-10e9, '-10s'],
+  ];
+  for (const [ns, text] of cases) t.equal(formatGoDuration(ns), text, text);
+});

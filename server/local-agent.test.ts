@@ -1,0 +1,167 @@
+// The server's local agent against an in-process FSM (proposals applied directly): persistence,
+// TTL expiry, anti-entropy in both directions, critical-service reaping, Consul's error texts.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { encodeCommand } from '../fsm/commands.ts';
+import { KonsulFsm } from '../fsm/konsul-fsm.ts';
+import type { CatalogServiceSpec } from '../fsm/state/catalog-commands.ts';
+import { HttpError } from './errors.ts';
+import { AGENT_STATE_FILE, LocalAgent, truncateOutput, type LocalCheck } from './local-agent.ts';
+
+function service(id: string, name: string): CatalogServiceSpec {
+  return { ID: id, Service: name, Tags: ['t'], Address: '', Port: 80, Meta: {}, EnableTagOverride: false, Weights: { Passing: 1, Warning: 1 }, TaggedAddresses: {}, Dependencies: [] };
+}
+
+function ttlCheck(id: string, serviceId: string, ttlMs: number, extra: Partial<LocalCheck> = {}): LocalCheck {
+  return {
+    spec: { CheckID: id, Name: id, Status: 'passing', Notes: '', Output: '', ServiceID: serviceId, Type: 'ttl', Interval: '', Timeout: '', Definition: {} },
+    ttlMs,
+    deregisterCriticalAfterMs: 0,
+    explicitStatus: true,
+    ...extra,
+  };
+}
+
+function setup(t: { teardown(fn: () => Promise<void>): void }, dataDir = mkdtempSync(join(tmpdir(), 'konsul-agent-'))) {
+  const fsm = new KonsulFsm();
+  let offline = false;
+  const propose = async (bytes: Uint8Array) => {
+    if (offline) throw new Error('No cluster leader');
+    return fsm.apply(fsm.appliedIndex + 1, bytes);
+  };
+  const make = () =>
+    new LocalAgent({
+      nodeName: 'srv',
+      datacenter: 'dc1',
+      dataDir,
+      nodeAddress: () => '127.0.0.1',
+      catalog: fsm.catalog,
+      propose,
+      readBarrier: async () => {},
+      syncIntervalMs: 60_000,
+      reapIntervalMs: 60_000,
+      deregisterMinMs: 0,
+    });
+  const agents: LocalAgent[] = [];
+  t.teardown(async () => {
+    for (const a of agents) await a.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  return {
+    fsm,
+    dataDir,
+    setOffline: (v: boolean) => (offline = v),
+    agent: () => {
+      const a = make();
+      agents.push(a);
+      return a;
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+t.test('registrations persist and reach the catalog; a new agent loads them', async (t) => {
+  const env = setup(t);
+  const agent = env.agent();
+  agent.start();
+  await agent.registerService(service('web-1', 'web'), [ttlCheck('service:web-1', 'web-1', 60_000)], false);
+  t.equal(env.fsm.catalog.instances('web').length, 1);
+  t.equal(env.fsm.catalog.checkStatus('srv', 'service:web-1'), 'passing');
+  const saved = JSON.parse(readFileSync(join(env.dataDir, AGENT_STATE_FILE), 'utf8')) as { services: unknown[]; checks: unknown[] };
+  t.equal(saved.services.length, 1);
+  t.equal(saved.checks.length, 1);
+  await agent.stop();
+  const again = env.agent();
+  t.same(again.listServices().map((s) => s.ID), ['web-1']);
+  t.same(again.listChecks().map((c) => [c.CheckID, c.Status, c.ServiceName]), [['service:web-1', 'passing', 'web']]);
+});
+
+t.test('TTL expiry: critical with Consul\'s output, one Raft write', async (t) => {
+  const env = setup(t);
+  const agent = env.agent();
+  agent.start();
+  await agent.registerService(service('a-1', 'a'), [ttlCheck('ttl', 'a-1', 80)], false);
+  await agent.updateTtl('ttl', 'passing', 'fine');
+  const before = env.fsm.appliedIndex;
+  await agent.updateTtl('ttl', 'passing', 'fine');
+  t.equal(env.fsm.appliedIndex, before, 'an unchanged heartbeat writes nothing');
+  await sleep(200);
+  const check = env.fsm.catalog.getCheck('srv', 'ttl')!;
+  t.equal(check.Status, 'critical');
+  t.equal(check.Output, 'TTL expired (last output before timeout follows): fine');
+  t.equal(env.fsm.appliedIndex, before + 1);
+});
+
+t.test('errors: unknown checks 404, no TTL 500, unknown services 404', async (t) => {
+  const env = setup(t);
+  const agent = env.agent();
+  await agent.registerCheck({ ...ttlCheck('http', '', 0), spec: { ...ttlCheck('http', '', 0).spec, Type: 'http' } });
+  const fails = async (p: Promise<unknown>, status: number, text: string) => {
+    try {
+      await p;
+      t.fail(`expected ${status}`);
+    } catch (err) {
+      t.ok(err instanceof HttpError);
+      t.equal((err as HttpError).statusCode, status);
+      t.equal((err as HttpError).message, text);
+    }
+  };
+  await fails(agent.updateTtl('nope', 'passing', ''), 404, 'Unknown check ID "nope". Ensure that the check ID is passed, not the check name.');
+  await fails(agent.updateTtl('http', 'passing', ''), 500, 'CheckID "http" does not have associated TTL');
+  await fails(agent.deregisterService('ghost'), 404, 'Unknown service ID "ghost". Ensure that the service ID is passed, not the service name.');
+  await fails(agent.registerCheck(ttlCheck('c', 'ghost', 1000)), 404, 'ServiceID "ghost" does not exist');
+  await fails(agent.setServiceMaintenance('ghost', true, ''), 404, 'No service registered with ID "ghost"');
+});
+
+t.test('anti-entropy: writes what the catalog lacks, removes what the agent does not know', async (t) => {
+  const env = setup(t);
+  const agent = env.agent();
+  env.setOffline(true);
+  await agent.registerService(service('api-1', 'api'), [ttlCheck('api-ttl', 'api-1', 60_000)], false);
+  t.equal(env.fsm.catalog.instances('api').length, 0, 'no leader: kept locally only');
+  env.setOffline(false);
+  // Something else registered on this node: the leader's own entries stay, the rest goes.
+  const foreign = (id: string) => encodeCommand({
+    type: 'catalogRegister',
+    node: { Node: 'srv', ID: '', Address: '127.0.0.1', Datacenter: 'dc1', TaggedAddresses: {}, Meta: {} },
+    skipNodeUpdate: true,
+    service: service(id, id),
+    checks: [{ CheckID: id === 'consul' ? 'serfHealth' : `${id}-check`, Name: 'x', Status: 'passing', Notes: '', Output: '', ServiceID: '', Type: '', Interval: '', Timeout: '', Definition: {} }],
+  });
+  env.fsm.apply(env.fsm.appliedIndex + 1, foreign('consul'));
+  env.fsm.apply(env.fsm.appliedIndex + 1, foreign('stray'));
+  await agent.syncNow();
+  t.equal(env.fsm.catalog.instances('api').length, 1, 'written by the sync');
+  t.equal(env.fsm.catalog.checkStatus('srv', 'api-ttl'), 'passing');
+  t.same(env.fsm.catalog.nodeServices('srv').map((s) => s.ID), ['api-1', 'consul'], 'stray removed, consul kept');
+  t.same(env.fsm.catalog.nodeChecks('srv').map((c) => c.CheckID), ['api-ttl', 'serfHealth']);
+  const settled = env.fsm.appliedIndex;
+  await agent.syncNow();
+  t.equal(env.fsm.appliedIndex, settled, 'an agent in sync writes nothing');
+});
+
+t.test('DeregisterCriticalServiceAfter and maintenance', async (t) => {
+  const env = setup(t);
+  const agent = env.agent();
+  await agent.registerService(service('job-1', 'job'), [ttlCheck('job-ttl', 'job-1', 60_000, { deregisterCriticalAfterMs: 50 })], false);
+  await agent.setServiceMaintenance('job-1', true, '');
+  const maint = env.fsm.catalog.getCheck('srv', '_service_maintenance:job-1')!;
+  t.equal(maint.Notes, 'Maintenance mode is enabled for this service, but no reason was provided. This is a default message.');
+  await agent.setServiceMaintenance('job-1', false, '');
+  t.equal(env.fsm.catalog.getCheck('srv', '_service_maintenance:job-1'), undefined);
+  await agent.updateTtl('job-ttl', 'critical', 'down');
+  await agent.reapCritical(Date.now());
+  t.equal(env.fsm.catalog.instances('job').length, 1, 'not yet: critical for less than its limit');
+  await agent.reapCritical(Date.now() + 100);
+  t.equal(env.fsm.catalog.instances('job').length, 0);
+  t.same(agent.listServices(), []);
+});
+
+t.test('output truncation as Consul\'s CheckTTL', async (t) => {
+  t.equal(truncateOutput('short'), 'short');
+  const long = 'x'.repeat(5000);
+  t.equal(truncateOutput(long), `${'x'.repeat(4096)} ... (captured 4096 of 5000 bytes)`);
+});
