@@ -20,6 +20,7 @@ import { validateCatalogCommand, type CatalogCheckStatusCommand, type CatalogDer
 
 export type { CatalogCheckStatusCommand, CatalogDeregisterCommand, CatalogRegisterCommand } from './state/catalog-commands.ts';
 import { validateSessionCommand, type SessionCreateCommand, type SessionDestroyCommand, type SessionRenewCommand } from './state/session-commands.ts';
+import { onlyFields } from './command-shape.ts';
 
 export type { SessionCreateCommand, SessionDestroyCommand, SessionRenewCommand } from './state/session-commands.ts';
 
@@ -324,16 +325,6 @@ function checkTxnKvOp(value: unknown): string | null {
   if (op['flags'] !== undefined && !isUint64Decimal(op['flags'])) return 'flags must be a decimal string in 0..2^64-1';
   if (op['index'] !== undefined && !isIndex(op['index'])) return 'index must be a non-negative safe integer';
   if (op['session'] !== undefined && !(typeof op['session'] === 'string' && isWellFormed(op['session']))) return 'session must be a string';
-  return null;
-}
-
-function onlyFields(c: Record<string, unknown>, required: readonly string[], optional: readonly string[]): string | null {
-  for (const field of required) {
-    if (c[field] === undefined) return `${String(c['type'])}: missing field ${field}`;
-  }
-  for (const field of Object.keys(c)) {
-    if (!required.includes(field) && !optional.includes(field)) return `${String(c['type'])}: unknown field ${field}`;
-  }
   return null;
 }
 

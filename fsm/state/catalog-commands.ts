@@ -10,6 +10,7 @@
 // memory and in every snapshot). Rules that depend on the state (a check naming an unknown service, a
 // node ID that aliases another node) are the table's (catalog.ts): they answer an error, identically on
 // every replica. This file imports nothing from commands.ts, which imports it.
+import { onlyFields } from '../command-shape.ts';
 
 export const CHECK_STATUSES = ['passing', 'warning', 'critical'] as const;
 export type CheckStatus = (typeof CHECK_STATUSES)[number];
@@ -303,16 +304,6 @@ function checkJson(value: unknown, depth: number): string | null {
 
 export function asObject(value: unknown): Record<string, unknown> | null {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array) ? (value as Record<string, unknown>) : null;
-}
-
-function onlyFields(c: Record<string, unknown>, required: readonly string[], optional: readonly string[]): string | null {
-  for (const field of required) {
-    if (c[field] === undefined) return `${String(c['type'])}: missing field ${field}`;
-  }
-  for (const field of Object.keys(c)) {
-    if (!required.includes(field) && !optional.includes(field)) return `${String(c['type'])}: unknown field ${field}`;
-  }
-  return null;
 }
 
 function exactFields(o: Record<string, unknown>, fields: readonly string[]): string | null {

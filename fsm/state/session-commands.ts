@@ -8,6 +8,7 @@
 // Time: a destroy carries the proposer's `nowMs`, from which the lock-delays of the keys it
 // releases run. This file imports nothing from commands.ts, which imports it.
 
+import { onlyFields } from '../command-shape.ts';
 import { parseGoDuration } from './go-duration.ts';
 
 /** PUT /v1/session/create. Field values are final (defaults applied); see SessionSpec. */
@@ -148,15 +149,5 @@ function checkText(value: unknown, emptyAllowed: boolean): string | null {
   if (!emptyAllowed && value === '') return 'must not be empty';
   if (value.length > SESSION_LIMITS.textLength) return `longer than ${SESSION_LIMITS.textLength} characters`;
   if (LONE_SURROGATE.test(value)) return 'is not well-formed Unicode';
-  return null;
-}
-
-function onlyFields(c: Record<string, unknown>, required: readonly string[], optional: readonly string[]): string | null {
-  for (const field of required) {
-    if (c[field] === undefined) return `${String(c['type'])}: missing field ${field}`;
-  }
-  for (const field of Object.keys(c)) {
-    if (!required.includes(field) && !optional.includes(field)) return `${String(c['type'])}: unknown field ${field}`;
-  }
   return null;
 }

@@ -7,7 +7,7 @@ import type { ApplyError } from '../../fsm/konsul-fsm.ts';
 import type { CatalogCommand } from '../../fsm/state/catalog-commands.ts';
 import type { CatalogApplyResult, CatalogNode } from '../../fsm/state/catalog.ts';
 import { badRequest, HttpError } from '../errors.ts';
-import { blockingQuery } from './blocking.ts';
+import { abortOnClose, blockingQuery } from './blocking.ts';
 import { readGate, setQueryMeta } from './consistency.ts';
 import type { ServerContext } from './context.ts';
 import { has, param, parseQueryOptions, type Query } from './query-options.ts';
@@ -129,21 +129,6 @@ export async function proposeCatalog(ctx: ServerContext, command: CatalogCommand
   throw badRequest(result.error);
 }
 
-/**
- * An AbortSignal that fires when the client disconnects before the answer or the server shuts down;
- * its listeners are removed when the response closes.
- */
-export function abortOnClose(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  if (shutdown.aborted) abort();
-  else shutdown.addEventListener('abort', abort, { once: true });
-  reply.raw.once('close', () => {
-    shutdown.removeEventListener('abort', abort);
-    if (!reply.raw.writableFinished) abort();
-  });
-  return controller.signal;
-}
 
 /** 405 for the methods a path does not take (Consul's MethodNotAllowedError). */
 export function methodNotAllowed(app: FastifyInstance, url: string, allowed: readonly string[]): void {

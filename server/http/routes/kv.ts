@@ -5,7 +5,7 @@ import { encodeCommand, type Command } from '../../../fsm/commands.ts';
 import type { ApplyResult } from '../../../fsm/konsul-fsm.ts';
 import type { KvEntry } from '../../../fsm/state/kv.ts';
 import { badRequest, HttpError } from '../../errors.ts';
-import { blockingQuery } from '../blocking.ts';
+import { abortOnClose, blockingQuery } from '../blocking.ts';
 import { readGate, setQueryMeta } from '../consistency.ts';
 import type { ServerContext } from '../context.ts';
 import { has, param, parseQueryOptions, parseUint, type Query } from '../query-options.ts';
@@ -197,19 +197,3 @@ function entriesJson(entries: readonly KvEntry[]): string {
   return `[${parts.join(',')}]`;
 }
 
-/**
- * An AbortSignal that fires when the client disconnects before the answer or the server shuts down.
- * Every listener is removed when the response closes: keep-alive sockets and the server-wide
- * shutdown signal outlive thousands of requests.
- */
-function abortOnClose(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  if (shutdown.aborted) abort();
-  else shutdown.addEventListener('abort', abort, { once: true });
-  reply.raw.once('close', () => {
-    shutdown.removeEventListener('abort', abort);
-    if (!reply.raw.writableFinished) abort();
-  });
-  return controller.signal;
-}
