@@ -1,5 +1,7 @@
 // `konsul`: the server (and, later, agent) process.
 import { Command, InvalidArgumentError } from 'commander';
+import { addAgentCommand } from './agent-command.ts';
+import { addDnsOptions, dnsOptionValues } from '../dns/cli-options.ts';
 import { ConfigError, hostPortText, logLevel, mergeConfig, parseHostPort, positiveInt, readConfigFile, type ServerConfig } from '../server/config.ts';
 import { startServer } from '../server/main.ts';
 import { KONSUL_VERSION } from '../server/version.ts';
@@ -24,7 +26,7 @@ export function konsulProgram(): Command {
     .version(KONSUL_VERSION)
     .showHelpAfterError();
 
-  program
+  const server = program
     .command('server')
     .description('run a Konsul server')
     .option('--data-dir <dir>', 'directory for the Raft log, snapshots and state (default: ./data)')
@@ -41,8 +43,8 @@ export function konsulProgram(): Command {
     .option('--rpc-tls-ca <file>', 'PEM CA that signs every server\'s certificate')
     .option('--config <file>', 'JSON config file (snake_case keys: node_name, data_dir, http_addr, ...)')
     .option('--kv-max-value-size <bytes>', 'largest KV value accepted (default: 524288)', option((v) => positiveInt(v, '--kv-max-value-size')))
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default: info)', option(logLevel))
-    .action(async (opts: Record<string, unknown>) => {
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (default: info)', option(logLevel));
+  addDnsOptions(server).action(async (opts: Record<string, unknown>) => {
       let config: ServerConfig;
       try {
         const fromFile = typeof opts.config === 'string' ? readConfigFile(opts.config) : {};
@@ -61,6 +63,7 @@ export function konsulProgram(): Command {
           rpcTlsCertFile: opts.rpcTlsCert as string | undefined,
           rpcTlsKeyFile: opts.rpcTlsKey as string | undefined,
           rpcTlsCaFile: opts.rpcTlsCa as string | undefined,
+          ...dnsOptionValues(opts),
         });
       } catch (err) {
         if (err instanceof ConfigError) {
@@ -71,6 +74,7 @@ export function konsulProgram(): Command {
       }
       await runServer(config);
     });
+  addAgentCommand(program);
   return program;
 }
 
@@ -84,6 +88,8 @@ async function runServer(config: ServerConfig): Promise<void> {
   }
   const { host, port } = server.httpAddress;
   process.stdout.write(`konsul: rpc listening on ${server.rpcAddress.host}:${server.rpcAddress.port} (advertised as ${server.rpcAdvertise})\n`);
+  // Before the "listening on http://" line, which is the one scripts and tests wait for.
+  if (server.dnsAddress) process.stdout.write(`konsul: dns listening on ${server.dnsAddress.host}:${server.dnsAddress.port} (udp+tcp)\n`);
   process.stdout.write(`konsul server "${config.nodeName}" (datacenter ${config.datacenter}) listening on http://${host}:${port}, data in ${config.dataDir}\n`);
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {

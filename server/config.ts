@@ -2,6 +2,7 @@
 // command-line flags. Unknown keys and malformed values are errors, never silently ignored.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { DnsConfigError, normaliseDomain, parseDnsAddr, parseDnsConfigObject, parseRecursors, type DnsConfigObject } from '../dns/config.ts';
 
 export interface HostPort {
   readonly host: string;
@@ -22,6 +23,8 @@ export interface ServerConfig {
   readonly raftTickMs: number;
   readonly raftElectionTicks: number;
   readonly snapshotEveryEntries: number;
+  /** Log entries kept below each snapshot, so a follower a little behind needs no snapshot. */
+  readonly snapshotTrailingEntries: number;
   /** Deleted keys' tombstones are reaped after this long (longer than any blocking wait). */
   readonly tombstoneTtlMs: number;
   /**
@@ -56,6 +59,14 @@ export interface ServerConfig {
   readonly autopilotLastContactThresholdMs: number;
   /** Autopilot never removes a voter when fewer than this many would remain. */
   readonly autopilotMinQuorum: number;
+  /** The DNS interface's UDP+TCP address; null = off (`dns_addr: "off"`). */
+  readonly dnsAddr: HostPort | null;
+  /** The DNS zone answered (Consul's `domain`), without the trailing dot. */
+  readonly dnsDomain: string;
+  /** Upstream DNS servers for names outside the zone (Consul's `recursors`). */
+  readonly dnsRecursors: readonly string[];
+  /** Consul's `dns_config` object (dns/config.ts: TTLs, only_passing, truncation, SOA). */
+  readonly dnsConfig: DnsConfigObject;
 }
 
 export const DEFAULTS: ServerConfig = {
@@ -70,6 +81,7 @@ export const DEFAULTS: ServerConfig = {
   raftTickMs: 50,
   raftElectionTicks: 10,
   snapshotEveryEntries: 16384,
+  snapshotTrailingEntries: 5000, // raft/storage/level-storage.ts DEFAULT_TRAILING_ENTRIES
   tombstoneTtlMs: 15 * 60 * 1000,
   sessionTtlMinMs: 10_000,
   checkReapIntervalMs: 30_000,
@@ -87,6 +99,10 @@ export const DEFAULTS: ServerConfig = {
   autopilotDeadServerAfterMs: 30_000,
   autopilotLastContactThresholdMs: 500,
   autopilotMinQuorum: 0,
+  dnsAddr: { host: '127.0.0.1', port: 8600 },
+  dnsDomain: 'consul',
+  dnsRecursors: [],
+  dnsConfig: {},
 };
 
 export class ConfigError extends Error {
@@ -116,6 +132,7 @@ const FILE_KEYS: Record<string, (v: unknown, c: Partial<Mutable<ServerConfig>>) 
   raft_tick_ms: (v, c) => (c.raftTickMs = positiveInt(v, 'raft_tick_ms')),
   raft_election_ticks: (v, c) => (c.raftElectionTicks = positiveInt(v, 'raft_election_ticks')),
   snapshot_every_entries: (v, c) => (c.snapshotEveryEntries = positiveInt(v, 'snapshot_every_entries')),
+  snapshot_trailing_entries: (v, c) => (c.snapshotTrailingEntries = nonNegativeInt(v, 'snapshot_trailing_entries')),
   sync_writes: (v, c) => (c.syncWrites = bool(v, 'sync_writes')),
   tombstone_ttl_ms: (v, c) => (c.tombstoneTtlMs = positiveInt(v, 'tombstone_ttl_ms')),
   check_reap_interval_ms: (v, c) => (c.checkReapIntervalMs = positiveInt(v, 'check_reap_interval_ms')),
@@ -133,7 +150,21 @@ const FILE_KEYS: Record<string, (v: unknown, c: Partial<Mutable<ServerConfig>>) 
   autopilot_dead_server_after_ms: (v, c) => (c.autopilotDeadServerAfterMs = positiveInt(v, 'autopilot_dead_server_after_ms')),
   autopilot_last_contact_threshold_ms: (v, c) => (c.autopilotLastContactThresholdMs = positiveInt(v, 'autopilot_last_contact_threshold_ms')),
   autopilot_min_quorum: (v, c) => (c.autopilotMinQuorum = nonNegativeInt(v, 'autopilot_min_quorum')),
+  // The DNS interface, with Consul's key names (docs/adr/0012-dns-interface.md).
+  dns_addr: (v, c) => (c.dnsAddr = dnsSetting(() => parseDnsAddr(str(v, 'dns_addr')))),
+  domain: (v, c) => (c.dnsDomain = dnsSetting(() => normaliseDomain(str(v, 'domain')))),
+  recursors: (v, c) => (c.dnsRecursors = dnsSetting(() => parseRecursors(v))),
+  dns_config: (v, c) => (c.dnsConfig = dnsSetting(() => parseDnsConfigObject(v))),
 };
+
+function dnsSetting<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof DnsConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
+}
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -161,6 +192,8 @@ export function mergeConfig(...layers: Partial<ServerConfig>[]): ServerConfig {
   if (!merged.nodeName) throw new ConfigError('node_name must not be empty');
   // A dev server needs no fixed RPC port: nobody joins it, and several may run side by side.
   if (merged.dev && !defined.some((l) => l.rpcAddr !== undefined)) merged.rpcAddr = { host: '127.0.0.1', port: 0 };
+  // Nor a fixed DNS port: dev servers and the tests run side by side without fighting over 8600.
+  if (merged.dev && !defined.some((l) => l.dnsAddr !== undefined)) merged.dnsAddr = { host: '127.0.0.1', port: 0 };
   if (merged.dev && merged.bootstrapExpect > 0) throw new ConfigError('dev and bootstrap_expect cannot be combined: a dev server bootstraps alone');
   if (!merged.rpcAdvertise && isWildcard(merged.rpcAddr.host)) {
     throw new ConfigError(`rpc_addr ${merged.rpcAddr.host} is a wildcard address: set rpc_advertise to the address other servers should dial`);

@@ -14,6 +14,13 @@
 // - DeregisterCriticalServiceAfter: a service whose check has been critical that long is removed
 //   (at least `deregisterMinMs` after, checked every `reapIntervalMs`: Consul's 1 minute and 30 s).
 // - Maintenance mode is Consul's `_service_maintenance:<id>` critical check.
+// - The catalog is reached through a LocalAgentBackend: on a server, Raft proposals and the local
+//   FSM (after a read barrier); in agent mode (agent/), RPCs to a server (docs/adr/0013-agent-mode.md).
+//   Agent mode also turns on: registering the node itself (`ownsNode`), coalescing check status
+//   changes into batches (`statusCoalesceMs`: a flap that returns to the synced status sends
+//   nothing), and check runners (`checkHooks`, results through `reportCheckResult`).
+// - The full-sync period grows with the catalog's node count as Consul's aeScale does, with a
+//   random stagger so that agents restarted together do not sync together.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,6 +36,7 @@ import {
   type CheckStatus,
 } from '../fsm/state/catalog-commands.ts';
 import { CONSUL_SERVICE_ID, SERF_CHECK_ID, type CatalogApplyResult, type CatalogCheck, type CatalogTable } from '../fsm/state/catalog.ts';
+import type { AgentApplyOutcome } from './agent-rpc.ts';
 import { HttpError } from './errors.ts';
 
 export const AGENT_STATE_FILE = 'agent-local.json';
@@ -47,6 +55,63 @@ export interface LocalCheck {
   readonly deregisterCriticalAfterMs: number;
   /** The registration named a Status (else an existing check keeps its own). Not persisted. */
   readonly explicitStatus?: boolean;
+  /** SuccessBeforePassing, FailuresBeforeWarning, FailuresBeforeCritical when set (check runners use them). */
+  readonly thresholds?: Readonly<Record<string, number>>;
+}
+
+/** The agent's node as the catalog holds it, for an anti-entropy comparison. */
+export interface NodeCatalogState {
+  readonly node: CatalogNodeSpec | null;
+  readonly services: readonly CatalogServiceSpec[];
+  readonly checks: readonly CatalogCheckSpec[];
+  /** Nodes in the catalog (scales the full-sync period). */
+  readonly nodeCount: number;
+}
+
+/** How the agent reaches the catalog. */
+export interface LocalAgentBackend {
+  /**
+   * Writes catalog commands (in this order of submission, concurrently). Throws when no server can
+   * be reached at all; `unavailable` outcomes may or may not have been applied.
+   */
+  apply(commands: readonly CatalogCommand[]): Promise<AgentApplyOutcome[]>;
+  /** The node's entries as of a point at least as new as every acknowledged write. */
+  nodeState(node: string): Promise<NodeCatalogState>;
+}
+
+/** A server's backend: Raft proposals, and the local FSM read after a read barrier. */
+export function fsmBackend(catalog: CatalogTable, propose: (command: Uint8Array) => Promise<unknown>, readBarrier: () => Promise<void>): LocalAgentBackend {
+  return {
+    apply: (commands) =>
+      Promise.all(
+        commands.map(async (command): Promise<AgentApplyOutcome> => {
+          try {
+            const result = (await propose(encodeCommand(command))) as CatalogApplyResult | ApplyError;
+            return result.ok ? { ok: true } : { ok: false, error: result.error };
+          } catch (err) {
+            return { ok: false, error: (err as Error).message, unavailable: true };
+          }
+        }),
+      ),
+    nodeState: async (node) => {
+      await readBarrier();
+      return { node: catalog.getNode(node) ?? null, services: catalog.nodeServices(node), checks: catalog.nodeChecks(node), nodeCount: catalog.nodes().length };
+    },
+  };
+}
+
+/** Consul's aeScale: the full-sync period stays as configured up to 128 nodes, then grows with log2(nodes). */
+export function aeScaledIntervalMs(intervalMs: number, nodeCount: number): number {
+  const threshold = 128;
+  if (nodeCount <= threshold) return intervalMs;
+  return intervalMs * (1 + Math.ceil(Math.log2(nodeCount) - Math.log2(threshold)));
+}
+
+/** What runs checks other than TTL (agent mode's check runner). */
+export interface CheckHooks {
+  /** A check was added or its definition replaced (also called for every loaded check at start). */
+  added(check: LocalCheck): void;
+  removed(checkId: string): void;
 }
 
 export interface LocalAgentOptions {
@@ -55,10 +120,24 @@ export interface LocalAgentOptions {
   readonly dataDir: string;
   /** The address this server's node is registered with (see server-registration.ts). */
   readonly nodeAddress: () => string;
-  readonly catalog: CatalogTable;
-  readonly propose: (command: Uint8Array) => Promise<unknown>;
+  /** How the catalog is reached; without it, `catalog`, `propose` and `readBarrier` (a server's FSM). */
+  readonly backend?: LocalAgentBackend;
+  readonly catalog?: CatalogTable;
+  readonly propose?: (command: Uint8Array) => Promise<unknown>;
   /** Brings the local catalog up to date before an anti-entropy round compares against it. */
-  readonly readBarrier: () => Promise<void>;
+  readonly readBarrier?: () => Promise<void>;
+  /** Register the node itself when the catalog lacks it or holds it differently (agent mode). */
+  readonly ownsNode?: boolean;
+  /** > 0: check status changes are sent after this delay, batched; 0: each at once (servers). */
+  readonly statusCoalesceMs?: number;
+  /** Runs checks other than TTL; their results come back through reportCheckResult. */
+  readonly checkHooks?: CheckHooks;
+  /** Refuses a check this agent cannot run (throws an HttpError), before anything changes. */
+  readonly validateCheck?: (check: LocalCheck) => void;
+  /** A random share (0..1) of the full-sync period added to each wait; default 0.1. */
+  readonly syncStagger?: () => number;
+  /** Called after every successful full sync (tests, status pages). */
+  readonly onSynced?: () => void;
   readonly syncIntervalMs?: number;
   readonly reapIntervalMs?: number;
   readonly deregisterMinMs?: number;
@@ -68,7 +147,7 @@ export interface LocalAgentOptions {
 interface PersistedState {
   readonly version: 1;
   readonly services: CatalogServiceSpec[];
-  readonly checks: { spec: CatalogCheckSpec; ttlMs: number; deregisterCriticalAfterMs: number }[];
+  readonly checks: { spec: CatalogCheckSpec; ttlMs: number; deregisterCriticalAfterMs: number; thresholds?: Record<string, number> }[];
 }
 
 export class LocalAgent {
@@ -80,6 +159,14 @@ export class LocalAgent {
   private readonly lastOutput = new Map<string, string>();
   /** When each check became critical (local time); absent while not critical. */
   private readonly criticalSince = new Map<string, number>();
+  private readonly backend: LocalAgentBackend;
+  /** Status changes waiting for the coalescing delay, by folded check ID. */
+  private readonly pendingStatus = new Map<string, { checkId: string; status: CheckStatus; output: string }>();
+  /** What the catalog was last seen or told to hold for each check's status and output. */
+  private readonly syncedStatus = new Map<string, string>();
+  private flushTimer: NodeJS.Timeout | null = null;
+  private nodeCount = 1;
+  private lastSyncOkMs = 0;
   private syncTimer: NodeJS.Timeout | null = null;
   private reapTimer: NodeJS.Timeout | null = null;
   private persistChain: Promise<void> = Promise.resolve();
@@ -89,7 +176,20 @@ export class LocalAgent {
 
   constructor(options: LocalAgentOptions) {
     this.options = options;
+    if (options.backend) this.backend = options.backend;
+    else if (options.catalog && options.propose && options.readBarrier) this.backend = fsmBackend(options.catalog, options.propose, options.readBarrier);
+    else throw new Error('LocalAgent needs a backend, or catalog, propose and readBarrier');
     this.load();
+  }
+
+  /** Services and checks known locally (for status output). */
+  counts(): { services: number; checks: number } {
+    return { services: this.services.size, checks: this.checks.size };
+  }
+
+  /** When the last full sync succeeded (0 = never). */
+  lastSyncMs(): number {
+    return this.lastSyncOkMs;
   }
 
   /** Starts the TTL timers and the anti-entropy and reaper loops; the first sync runs at once. */
@@ -97,8 +197,8 @@ export class LocalAgent {
     for (const check of this.checks.values()) this.resetTtl(check);
     const now = Date.now();
     for (const check of this.checks.values()) if (check.spec.Status === 'critical') this.criticalSince.set(fold(check.spec.CheckID), now);
-    this.syncTimer = setInterval(() => void this.syncNow(), this.options.syncIntervalMs ?? 10_000);
-    this.syncTimer.unref();
+    for (const check of this.checks.values()) this.options.checkHooks?.added(check);
+    this.scheduleSync();
     this.reapTimer = setInterval(() => void this.reapCritical(Date.now()), this.options.reapIntervalMs ?? 30_000);
     this.reapTimer.unref();
     void this.syncNow();
@@ -106,7 +206,8 @@ export class LocalAgent {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.syncTimer) clearInterval(this.syncTimer);
+    if (this.syncTimer) clearTimeout(this.syncTimer);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
     if (this.reapTimer) clearInterval(this.reapTimer);
     for (const timer of this.ttlTimers.values()) clearTimeout(timer);
     this.ttlTimers.clear();
@@ -150,6 +251,7 @@ export class LocalAgent {
     for (const check of checks) {
       const checkProblem = checkCheckSpec(check.spec);
       if (checkProblem) throw new HttpError(400, `Invalid check: ${checkProblem}`);
+      this.options.validateCheck?.(check);
     }
     this.checkCommand({ type: 'catalogRegister', node: this.nodeSpec(), skipNodeUpdate: false, service: spec, checks: checks.map((c) => c.spec) });
     const id = fold(spec.ID);
@@ -187,6 +289,7 @@ export class LocalAgent {
   async registerCheck(check: LocalCheck): Promise<void> {
     const problem = checkCheckSpec(check.spec);
     if (problem) throw new HttpError(400, `Invalid check: ${problem}`);
+    this.options.validateCheck?.(check);
     let spec = check.spec;
     if (spec.ServiceID !== '') {
       const service = this.services.get(fold(spec.ServiceID));
@@ -263,30 +366,53 @@ export class LocalAgent {
     return this.syncing;
   }
 
+  /** Full syncs every (aeScaled) interval plus a random stagger; a sync due while one runs waits for it. */
+  private scheduleSync(): void {
+    if (this.stopped) return;
+    const base = aeScaledIntervalMs(this.options.syncIntervalMs ?? 10_000, this.nodeCount);
+    const stagger = (this.options.syncStagger ?? (() => Math.random() * 0.1))();
+    this.syncTimer = setTimeout(() => {
+      void this.syncNow().finally(() => this.scheduleSync());
+    }, Math.round(base * (1 + stagger)));
+    this.syncTimer.unref();
+  }
+
   private async sync(): Promise<void> {
     if (this.stopped) return;
-    const { catalog, nodeName } = this.options;
+    const { nodeName } = this.options;
     try {
-      await this.options.readBarrier();
+      const state = await this.backend.nodeState(nodeName);
+      this.nodeCount = Math.max(1, state.nodeCount);
+      const catalogServices = new Map(state.services.map((s) => [fold(s.ID), s]));
+      const catalogChecks = new Map(state.checks.map((c) => [fold(c.CheckID), c]));
+      for (const c of state.checks) this.syncedStatus.set(fold(c.CheckID), statusKey(c.Status, c.Output));
+      const batch: CatalogCommand[] = [];
+      // The node itself, when this agent owns it (agent mode; a server's node is the leader's).
+      if (this.options.ownsNode && (state.node === null || !sameNodeSpec(state.node, this.nodeSpec()))) {
+        batch.push({ type: 'catalogRegister', node: this.nodeSpec(), skipNodeUpdate: false, checks: [] });
+      }
       // Local services (with their checks) that the catalog lacks or holds differently.
       for (const [id, service] of this.services) {
-        const inCatalog = catalog.getService(nodeName, service.ID);
+        const inCatalog = catalogServices.get(id);
         const checks = this.checksOf(id);
-        const stale = inCatalog === undefined || !sameServiceSpec(inCatalog, service) || checks.some((c) => !this.checkInSync(c));
-        if (stale) await this.write({ type: 'catalogRegister', node: this.nodeSpec(), skipNodeUpdate: false, service, checks }, false);
+        const stale = inCatalog === undefined || !sameServiceSpec(inCatalog, service) || checks.some((c) => !checkInSync(catalogChecks.get(fold(c.CheckID)), c));
+        if (stale) batch.push({ type: 'catalogRegister', node: this.nodeSpec(), skipNodeUpdate: false, service, checks });
       }
       const nodeChecks = [...this.checks.values()].filter((c) => c.spec.ServiceID === '').map((c) => c.spec);
-      const staleNodeChecks = nodeChecks.filter((c) => !this.checkInSync(c));
-      if (staleNodeChecks.length > 0) await this.write({ type: 'catalogRegister', node: this.nodeSpec(), skipNodeUpdate: false, checks: staleNodeChecks }, false);
+      const staleNodeChecks = nodeChecks.filter((c) => !checkInSync(catalogChecks.get(fold(c.CheckID)), c));
+      if (staleNodeChecks.length > 0) batch.push({ type: 'catalogRegister', node: this.nodeSpec(), skipNodeUpdate: false, checks: staleNodeChecks });
       // Entries on this node that the agent does not know (the leader's own registrations excepted).
-      for (const service of catalog.nodeServices(nodeName)) {
+      for (const service of state.services) {
         if (service.ID === CONSUL_SERVICE_ID || this.services.has(fold(service.ID))) continue;
-        await this.write({ type: 'catalogDeregister', node: nodeName, serviceId: service.ID }, false);
+        batch.push({ type: 'catalogDeregister', node: nodeName, serviceId: service.ID });
       }
-      for (const check of catalog.nodeChecks(nodeName)) {
+      for (const check of state.checks) {
         if (check.CheckID === SERF_CHECK_ID || check.ServiceID === CONSUL_SERVICE_ID || this.checks.has(fold(check.CheckID))) continue;
-        await this.write({ type: 'catalogDeregister', node: nodeName, checkId: check.CheckID }, false);
+        batch.push({ type: 'catalogDeregister', node: nodeName, checkId: check.CheckID });
       }
+      if (batch.length > 0) await this.writeBatch(batch);
+      this.lastSyncOkMs = Date.now();
+      this.options.onSynced?.();
     } catch (err) {
       // Nothing local to sync (a fresh server waiting for its cluster): no need to warn.
       const idle = this.services.size === 0 && this.checks.size === 0;
@@ -335,15 +461,48 @@ export class LocalAgent {
     this.checks.set(key, { ...check, spec: { ...check.spec, Status: status, Output: output } });
     this.trackCritical(key, status);
     void this.persist().catch((err: Error) => this.options.log?.('warn', `agent: persisting check state: ${err.message}`));
-    const command = { type: 'catalogCheckStatus', node: this.options.nodeName, checkId: check.spec.CheckID, status, output } as const;
+    const coalesceMs = this.options.statusCoalesceMs ?? 0;
+    if (coalesceMs > 0) {
+      // The latest status wins; the batch leaves when the delay ends (flaps within it cost nothing).
+      this.pendingStatus.set(key, { checkId: check.spec.CheckID, status, output });
+      if (this.flushTimer === null && !this.stopped) {
+        this.flushTimer = setTimeout(() => void this.flushStatus(), coalesceMs);
+        this.flushTimer.unref();
+      }
+      return;
+    }
+    await this.sendStatuses([{ checkId: check.spec.CheckID, status, output }]);
+  }
+
+  /** Sends the coalesced status changes as one batch (nothing for those back at their synced value). */
+  async flushStatus(): Promise<void> {
+    this.flushTimer = null;
+    const changes = [...this.pendingStatus.values()].filter((c) => this.syncedStatus.get(fold(c.checkId)) !== statusKey(c.status, c.output));
+    this.pendingStatus.clear();
+    if (changes.length > 0) await this.sendStatuses(changes);
+  }
+
+  private async sendStatuses(changes: readonly { checkId: string; status: CheckStatus; output: string }[]): Promise<void> {
+    const commands = changes.map((c) => ({ type: 'catalogCheckStatus', node: this.options.nodeName, checkId: c.checkId, status: c.status, output: c.output }) as const);
     try {
-      const result = (await this.options.propose(encodeCommand(command))) as CatalogApplyResult | ApplyError;
-      // The check is not in the catalog yet (an earlier write failed): a full sync registers it.
-      if (!result.ok) void this.syncNow();
+      const outcomes = await this.backend.apply(commands);
+      let resync = false;
+      outcomes.forEach((outcome, i) => {
+        const change = changes[i]!;
+        if (outcome.ok) this.syncedStatus.set(fold(change.checkId), statusKey(change.status, change.output));
+        // The check is not in the catalog yet (an earlier write failed), or no leader: a full sync fixes it.
+        else resync = true;
+      });
+      if (resync) void this.syncNow();
     } catch (err) {
-      this.options.log?.('warn', `agent: updating check ${checkId}: ${(err as Error).message}`);
+      this.options.log?.('warn', `agent: updating checks ${changes.map((c) => c.checkId).join(', ')}: ${(err as Error).message}`);
       void this.syncNow();
     }
+  }
+
+  /** A check runner's result for a non-TTL check (ignored for unknown checks). */
+  async reportCheckResult(checkId: string, status: CheckStatus, output: string): Promise<void> {
+    await this.setStatus(checkId, status, truncateOutput(output));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -355,13 +514,17 @@ export class LocalAgent {
     const existing = this.checks.get(key);
     // The definition's status applies when it names one; otherwise an existing check keeps its own.
     const spec = existing !== undefined && check.explicitStatus !== true ? { ...check.spec, Status: existing.spec.Status, Output: existing.spec.Output } : check.spec;
-    this.checks.set(key, { spec, ttlMs: check.ttlMs, deregisterCriticalAfterMs: check.deregisterCriticalAfterMs });
+    this.checks.set(key, { spec, ttlMs: check.ttlMs, deregisterCriticalAfterMs: check.deregisterCriticalAfterMs, ...(check.thresholds ? { thresholds: check.thresholds } : {}) });
     this.trackCritical(key, spec.Status);
     this.resetTtl(this.checks.get(key)!);
+    if (check.ttlMs <= 0) this.options.checkHooks?.added(this.checks.get(key)!);
   }
 
   private dropCheck(key: string): void {
+    const check = this.checks.get(key);
+    if (check !== undefined) this.options.checkHooks?.removed(check.spec.CheckID);
     this.checks.delete(key);
+    this.pendingStatus.delete(key);
     this.criticalSince.delete(key);
     this.lastOutput.delete(key);
     const timer = this.ttlTimers.get(key);
@@ -376,20 +539,6 @@ export class LocalAgent {
 
   private checksOf(serviceKey: string): CatalogCheckSpec[] {
     return [...this.checks.values()].filter((c) => c.spec.ServiceID !== '' && fold(c.spec.ServiceID) === serviceKey).map((c) => c.spec);
-  }
-
-  private checkInSync(spec: CatalogCheckSpec): boolean {
-    const c = this.options.catalog.getCheck(this.options.nodeName, spec.CheckID);
-    return (
-      c !== undefined &&
-      c.Status === spec.Status &&
-      c.Output === spec.Output &&
-      c.Name === spec.Name &&
-      c.Notes === spec.Notes &&
-      fold(c.ServiceID) === fold(spec.ServiceID) &&
-      c.Type === spec.Type &&
-      JSON.stringify(c.Definition) === JSON.stringify(spec.Definition)
-    );
   }
 
   private asHealthCheck(spec: CatalogCheckSpec): CatalogCheck {
@@ -417,13 +566,26 @@ export class LocalAgent {
   private async write(command: CatalogCommand, retryOnFailure = true): Promise<void> {
     this.checkCommand(command);
     try {
-      const result = (await this.options.propose(encodeCommand(command))) as CatalogApplyResult | ApplyError;
-      if (!result.ok) throw new HttpError(400, result.error);
+      const [outcome] = await this.backend.apply([command]);
+      if (outcome === undefined) throw new Error('no answer from the catalog');
+      if (!outcome.ok && outcome.unavailable !== true) throw new HttpError(400, outcome.error);
+      if (!outcome.ok) throw new Error(outcome.error);
     } catch (err) {
       if (err instanceof HttpError) throw err;
       this.options.log?.('warn', `agent: catalog write failed, anti-entropy will retry: ${(err as Error).message}`);
       if (retryOnFailure && !this.stopped) setTimeout(() => void this.syncNow(), 1000).unref();
       if (!retryOnFailure) throw err;
+    }
+  }
+
+  /** An anti-entropy batch: refused commands are logged (a later definition may fix them), lost ones retried. */
+  private async writeBatch(commands: readonly CatalogCommand[]): Promise<void> {
+    for (const command of commands) this.checkCommand(command);
+    const outcomes = await this.backend.apply(commands);
+    const unavailable = outcomes.find((o) => !o.ok && o.unavailable === true);
+    if (unavailable && !unavailable.ok) throw new Error(unavailable.error);
+    for (const [i, outcome] of outcomes.entries()) {
+      if (!outcome.ok) this.options.log?.('warn', `agent: the catalog refused ${commands[i]!.type}: ${outcome.error}`);
     }
   }
 
@@ -458,7 +620,10 @@ export class LocalAgent {
     for (const check of Array.isArray(state.checks) ? state.checks : []) {
       const valid = check && checkCheckSpec(check.spec) === null && Number.isFinite(check.ttlMs) && Number.isFinite(check.deregisterCriticalAfterMs);
       const serviceKnown = valid && (check.spec.ServiceID === '' || this.services.has(fold(check.spec.ServiceID)));
-      if (valid && serviceKnown) this.checks.set(fold(check.spec.CheckID), { spec: check.spec, ttlMs: check.ttlMs, deregisterCriticalAfterMs: check.deregisterCriticalAfterMs });
+      if (valid && serviceKnown) {
+        const thresholds = typeof check.thresholds === 'object' && check.thresholds !== null ? { thresholds: check.thresholds } : {};
+        this.checks.set(fold(check.spec.CheckID), { spec: check.spec, ttlMs: check.ttlMs, deregisterCriticalAfterMs: check.deregisterCriticalAfterMs, ...thresholds });
+      }
       else this.options.log?.('warn', `agent: ignoring an invalid check in ${this.path()}`);
     }
   }
@@ -474,7 +639,7 @@ export class LocalAgent {
         const state: PersistedState = {
           version: 1,
           services: this.listServices(),
-          checks: [...this.checks.values()].map((c) => ({ spec: c.spec, ttlMs: c.ttlMs, deregisterCriticalAfterMs: c.deregisterCriticalAfterMs })),
+          checks: [...this.checks.values()].map((c) => ({ spec: c.spec, ttlMs: c.ttlMs, deregisterCriticalAfterMs: c.deregisterCriticalAfterMs, ...(c.thresholds ? { thresholds: { ...c.thresholds } } : {}) })),
         };
         mkdirSync(this.options.dataDir, { recursive: true });
         const temp = `${this.path()}.tmp`;
@@ -489,6 +654,32 @@ export class LocalAgent {
       });
     return this.persistChain;
   }
+}
+
+function checkInSync(c: CatalogCheckSpec | undefined, spec: CatalogCheckSpec): boolean {
+  return (
+    c !== undefined &&
+    c.Status === spec.Status &&
+    c.Output === spec.Output &&
+    c.Name === spec.Name &&
+    c.Notes === spec.Notes &&
+    fold(c.ServiceID) === fold(spec.ServiceID) &&
+    c.Type === spec.Type &&
+    JSON.stringify(c.Definition) === JSON.stringify(spec.Definition)
+  );
+}
+
+function sameNodeSpec(a: CatalogNodeSpec, b: CatalogNodeSpec): boolean {
+  return (
+    a.Address === b.Address &&
+    a.Datacenter === b.Datacenter &&
+    JSON.stringify(sortedEntries(a.TaggedAddresses)) === JSON.stringify(sortedEntries(b.TaggedAddresses)) &&
+    JSON.stringify(sortedEntries(a.Meta)) === JSON.stringify(sortedEntries(b.Meta))
+  );
+}
+
+function statusKey(status: string, output: string): string {
+  return `${status}\u0000${output}`;
 }
 
 function fold(s: string): string {

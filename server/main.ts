@@ -3,14 +3,18 @@
 import { setMaxListeners } from 'node:events';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { catalogTableView } from '../dns/catalog-view.ts';
+import { dnsSettings } from '../dns/config.ts';
+import { startDnsServer, type RunningDnsServer } from '../dns/server.ts';
 import { KonsulFsm } from '../fsm/konsul-fsm.ts';
 import { RaftHost } from '../raft/host/raft-host.ts';
 import { LevelStorage } from '../raft/storage/level-storage.ts';
 import { TcpTransport } from '../raft/transport/tcp-transport.ts';
 import { AddressBook } from './cluster/address-book.ts';
 import { ClusterManager } from './cluster/cluster-manager.ts';
-import type { ServerConfig } from './config.ts';
+import { DEFAULTS, type ServerConfig } from './config.ts';
 import { buildApp } from './http/app.ts';
+import { AgentRpc } from './agent-rpc.ts';
 import { LocalAgent } from './local-agent.ts';
 import { ServerRegistration, serverAddress } from './server-registration.ts';
 import { SessionTtlTimer } from './session-ttl.ts';
@@ -25,6 +29,8 @@ export interface RunningServer {
   /** The address the server-to-server listener is bound to, and the one other servers are told. */
   readonly rpcAddress: { host: string; port: number };
   readonly rpcAdvertise: string;
+  /** The DNS interface's address (UDP and TCP), or null when it is off. */
+  readonly dnsAddress: { host: string; port: number } | null;
   readonly cluster: ClusterManager;
   stop(): Promise<void>;
 }
@@ -32,7 +38,7 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true });
   const founders = config.dev ? { voters: [config.nodeName], learners: [] } : undefined;
-  const storage = await LevelStorage.open(join(config.dataDir, 'raft'), { founders, sync: config.syncWrites });
+  const storage = await LevelStorage.open(join(config.dataDir, 'raft'), { founders, sync: config.syncWrites, trailingEntries: config.snapshotTrailingEntries });
   const fsm = new KonsulFsm();
   const addresses = new AddressBook(config.dataDir);
   let httpAddr = '';
@@ -40,6 +46,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   // The transport and the cluster manager call each other through these late-bound references.
   let raftRef: RaftHost | null = null;
   let clusterRef: ClusterManager | null = null;
+  let agentRpcRef: AgentRpc | null = null;
   const transport = new TcpTransport({
     nodeId: config.nodeName,
     listen: config.rpcAddr,
@@ -49,6 +56,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     onMessage: (m) => raftRef?.receive(m),
     onRequest: async (_from, method, body) => {
       if (!clusterRef) throw Object.assign(new Error('server is starting'), { code: 'notLeader' });
+      // Client agents' requests (server/agent-rpc.ts); everything else is server-to-server.
+      if (agentRpcRef?.handles(method)) return agentRpcRef.handle(method, body);
       return clusterRef.handleRequest(method, body);
     },
     onUnreachable: (id) => raftRef?.reportUnreachable(id),
@@ -144,6 +153,17 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     log: catalogLog,
   });
   registration.start();
+  const agentRpc = new AgentRpc({
+    selfId: config.nodeName,
+    datacenter: config.datacenter,
+    cluster,
+    catalog: fsm.catalog,
+    isReadyLeader: () => raft.isReadyLeader(),
+    request: async (address, method, body) => (await transport.request(address, method, body, { timeoutMs: 5000 })).body,
+    log: catalogLog,
+  });
+  agentRpcRef = agentRpc;
+  agentRpc.start();
   const localAgent = new LocalAgent({
     nodeName: config.nodeName,
     datacenter: config.datacenter,
@@ -175,12 +195,34 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     },
     { logger: config.logLevel === 'silent' ? false : { level: config.logLevel } },
   );
+  // DNS answers from this server's replica of the catalog (dns/catalog-view.ts), with no round trip.
+  let dns = null as RunningDnsServer | null;
   try {
+    if (config.dnsAddr !== null) {
+      try {
+        dns = await startDnsServer({
+          listen: config.dnsAddr,
+          settings: dnsSettings({ domain: config.dnsDomain, recursors: config.dnsRecursors, dnsConfig: config.dnsConfig }),
+          view: catalogTableView(fsm.catalog, config.datacenter),
+          log: (level, message) => {
+            if (level === 'debug' ? config.logLevel === 'debug' || config.logLevel === 'trace' : config.logLevel !== 'silent') process.stderr.write(`konsul: [${level}] ${message}\n`);
+          },
+        });
+      } catch (err) {
+        // Several servers on one host (the README's three-server example, test clusters) cannot all
+        // have the default port: one that was not told an address serves without DNS, and says so.
+        // An address given by flag or config file that cannot be bound stops the server, as in Consul.
+        if (config.dnsAddr !== DEFAULTS.dnsAddr || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+        if (config.logLevel !== 'silent') process.stderr.write(`konsul: [warn] ${(err as Error).message}: the DNS interface is off (choose an address with --dns-addr or dns_addr)\n`);
+      }
+    }
     await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   } catch (err) {
+    await dns?.stop();
     reaper.stop();
     sessionTtl.stop();
     registration.stop();
+    agentRpc.stop();
     await localAgent.stop();
     await raft.stop();
     await transport.stop();
@@ -197,13 +239,16 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     httpAddress,
     rpcAddress,
     rpcAdvertise,
+    dnsAddress: dns?.address ?? null,
     cluster,
     stop: () => {
       stopping ??= (async () => {
         shutdown.abort();
+        await dns?.stop();
         reaper.stop();
         sessionTtl.stop();
         registration.stop();
+        agentRpc.stop();
         await localAgent.stop();
         cluster.stop();
         // Answered requests close their sockets (see buildApp); a client that never reads its answer

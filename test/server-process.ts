@@ -16,6 +16,8 @@ export interface ServerProcess {
   readonly port: number;
   /** The server-to-server address ("host:port"), which /v1/status answers. */
   readonly rpcAddress: string;
+  /** The DNS interface (UDP and TCP), from the "dns listening on" line; null when it is off. */
+  readonly dnsAddress: { readonly host: string; readonly port: number } | null;
   readonly dataDir: string;
   /** Everything the process wrote, for failure messages. */
   output(): string;
@@ -80,11 +82,14 @@ export async function startServer(options: StartOptions = {}): Promise<ServerPro
   });
   const pid = child.pid!;
   const rpcAddress = /rpc listening on (\S+)/.exec(output)?.[1] ?? '';
+  const dns = /dns listening on (\S+):(\d+) /.exec(output);
+  const dnsAddress = dns ? { host: dns[1]!, port: Number(dns[2]) } : null;
   return {
     child,
     pid,
     port,
     rpcAddress,
+    dnsAddress,
     url: `http://127.0.0.1:${port}`,
     dataDir,
     output: () => output,

@@ -11,6 +11,7 @@ import { eventRoutes } from './routes/event.ts';
 import { healthRoutes } from './routes/health.ts';
 import { konsulServicesRoutes } from './routes/konsul-services.ts';
 import { kvRoutes } from './routes/kv.ts';
+import { metricsRoutes } from './routes/metrics.ts';
 import { operatorRoutes } from './routes/operator.ts';
 import { sessionRoutes } from './routes/session.ts';
 import { snapshotRoutes } from './routes/snapshot.ts';
@@ -33,6 +34,13 @@ export async function buildApp(ctx: ServerContext, options: { logger?: boolean |
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (ctx.shutdownSignal.aborted) void reply.header('connection', 'close');
     done(null, payload);
+  });
+
+  // Requests answered, for /v1/agent/metrics (routes/metrics.ts).
+  const counters = { requests: 0 };
+  app.addHook('onRequest', (_request, _reply, done) => {
+    counters.requests++;
+    done();
   });
 
   // One place maps every error to Consul's plain-text status and message.
@@ -59,6 +67,7 @@ export async function buildApp(ctx: ServerContext, options: { logger?: boolean |
   await app.register(catalogRoutes, { ctx });
   await app.register(healthRoutes, { ctx });
   await app.register(konsulServicesRoutes, { ctx });
+  await app.register(metricsRoutes, { counters });
   return app;
 }
 

@@ -18,6 +18,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULTS as SERVER_DEFAULTS } from '../../server/config.ts';
 import { ANY, FaultNetwork, type FaultMode, type FaultProxy, type HostPort } from './fault-proxy.ts';
 
 const KONSUL_BIN = fileURLToPath(new URL('../../bin/konsul.js', import.meta.url));
@@ -26,6 +27,14 @@ const RPC_LINE = /konsul: rpc listening on ([^\s:]+):(\d+)/;
 
 /** The first node's source IP is 127.0.0.11, the next 127.0.0.12, and so on. */
 const FIRST_NODE_IP_OCTET = 11;
+
+/**
+ * A server with a DNS interface binds 127.0.0.1:8600 unless told otherwise, so the servers of a
+ * cluster (all on this host) would fight over it: each gets an ephemeral port on its own IP, unless
+ * the test's config names one. (Checked on the defaults so that the harness runs servers with and
+ * without the DNS interface.)
+ */
+const SERVER_HAS_DNS = 'dnsAddr' in SERVER_DEFAULTS;
 
 // -----------------------------------------------------------------------------------------------
 // Last-resort cleanup: no server outlives the test process.
@@ -425,7 +434,7 @@ export interface ClusterOptions {
   readonly leaderTimeoutMs?: number;
   /** Extra arguments for every server. */
   readonly extraArgs?: readonly string[];
-  /** What to run instead of bin/konsul.js (the harness's own tests use a fake server). */
+  /** What to run instead of bin/konsul.js (e.g. a server built from another checkout). */
   readonly command?: ServerCommand;
 }
 
@@ -508,7 +517,7 @@ export class Cluster {
       ip,
       dir,
       proxy,
-      config,
+      config: SERVER_HAS_DNS ? { dns_addr: `${ip}:0`, ...config } : config,
       args,
       logLevel: this.#options.logLevel ?? 'warn',
       startTimeoutMs: this.#options.startTimeoutMs ?? 30000,

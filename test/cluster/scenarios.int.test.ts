@@ -10,7 +10,6 @@
 // Seeds: CLUSTER_SEED=<n> replays the workload's choices (timing still differs between runs).
 import t, { type Test } from 'tap';
 import http from 'node:http';
-import { DEFAULT_TRAILING_ENTRIES } from '../../raft/storage/level-storage.ts';
 import { httpRequest, sleep, startCluster, waitFor, type Cluster, type ClusterNode } from './harness.ts';
 import { checkHistory, checkLedger, describeStats, readPrefix, Workload, type LedgerWrite } from './workload.ts';
 
@@ -158,14 +157,16 @@ t.test('leader kill -9 under write load, then restart', async (t) => {
 });
 
 t.test('a follower killed while the log moves past a snapshot catches up through it', async (t) => {
-  // Autopilot must not remove the dead follower meanwhile: this is about catching up.
-  const config = { snapshot_every_entries: 200, autopilot_cleanup_dead_servers: false };
+  // Autopilot must not remove the dead follower meanwhile: this is about catching up. Snapshots
+  // keep 100 trailing entries (not the default 5000), so a few hundred writes compact past it.
+  const trailing = 100;
+  const config = { snapshot_every_entries: 200, snapshot_trailing_entries: trailing, autopilot_cleanup_dead_servers: false };
   await scenario(t, 'follower-snapshot', { config }, async ({ t, cluster, workload }) => {
     const follower = (await cluster.followers())[0]!;
     const before = await clusterStats(follower);
     await follower.kill9();
 
-    // The leader keeps DEFAULT_TRAILING_ENTRIES below its latest snapshot: write until it has
+    // The leader keeps `trailing` entries below its latest snapshot: write until it has
     // compacted past everything the follower has, so only a snapshot can bring it back.
     const bulk: LedgerWrite[] = [];
     const prefix = `${workload.prefix}bulk/`;
@@ -186,11 +187,11 @@ t.test('a follower killed while the log moves past a snapshot catches up through
           }),
         );
         const s = await clusterStats(leader);
-        return s.LastSnapshotIndex - DEFAULT_TRAILING_ENTRIES > before.LastLogIndex ? s : undefined;
+        return s.LastSnapshotIndex - trailing > before.LastLogIndex ? s : undefined;
       },
       { timeoutMs: 90000, intervalMs: 0, what: 'the leader to compact its log past the dead follower' },
     );
-    t.pass(`leader snapshot at ${leaderStats.LastSnapshotIndex} (log kept from ${leaderStats.LastSnapshotIndex - DEFAULT_TRAILING_ENTRIES}), follower had ${before.LastLogIndex}; ${bulk.length} bulk writes`);
+    t.pass(`leader snapshot at ${leaderStats.LastSnapshotIndex} (log kept from ${leaderStats.LastSnapshotIndex - trailing}), follower had ${before.LastLogIndex}; ${bulk.length} bulk writes`);
 
     await follower.start();
     const restartedAt = Date.now();

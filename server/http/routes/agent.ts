@@ -8,10 +8,10 @@
 // Writes answer an empty 200, after the change is persisted and (when a leader is reachable) in the
 // catalog; without a leader the change is kept and anti-entropy writes it later, as Consul's agent does.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { CheckStatus } from '../../../fsm/state/catalog-commands.ts';
+import type { CatalogServiceSpec, CheckStatus } from '../../../fsm/state/catalog-commands.ts';
 import { badRequest, HttpError } from '../../errors.ts';
 import type { LocalAgent, LocalCheck } from '../../local-agent.ts';
-import { acceptRawBodies, checkDatacenter, methodNotAllowed, sendJson, tailParam } from '../catalog-query.ts';
+import { acceptRawBodies, methodNotAllowed, sendJson, tailParam } from '../catalog-query.ts';
 import {
   agentServiceJson,
   BodyObject,
@@ -35,7 +35,7 @@ export const agentRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     if (ctx.localAgent === undefined) throw new HttpError(500, 'the local agent is not running');
     return ctx.localAgent;
   };
-  const empty = (reply: FastifyReply) => reply.code(200).send();
+  await app.register(agentLocalRoutes, { agent, datacenter: ctx.config.datacenter });
 
   app.get('/v1/agent/self', async () => {
     const { config } = ctx;
@@ -103,12 +103,23 @@ export const agentRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     return sendJson(reply, members);
   });
 
+  methodNotAllowed(app, '/v1/agent/members', ['GET']);
+};
+
+/**
+ * The agent's own services and checks (/v1/agent/services, checks, service|check register,
+ * deregister, TTL updates, maintenance): shared by servers and client agents (agent/app.ts).
+ */
+export const agentLocalRoutes: FastifyPluginAsync<{ agent: () => LocalAgent; datacenter: string }> = async (app, { agent, datacenter }) => {
+  acceptRawBodies(app);
+  const empty = (reply: FastifyReply) => reply.code(200).send();
+
   app.get('/v1/agent/services', async (request, reply) => {
     const filter = param(request.query as Query, 'filter');
     const compiled = filter ? compileFilter(filter) : undefined;
     const out: Record<string, unknown> = {};
     for (const service of agent().listServices()) {
-      const json = agentServiceJson(service, ctx.config.datacenter);
+      const json = agentServiceJson(service, datacenter);
       if (compiled === undefined || compiled(json)) out[service.ID] = json;
     }
     return sendJson(reply, out);
@@ -118,7 +129,7 @@ export const agentRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     const id = tailParam(request, 'Missing service ID');
     const service = agent().getService(id);
     if (service === undefined) throw new HttpError(404, `unknown service ID: ${id}`);
-    return sendJson(reply, agentServiceJson(service, ctx.config.datacenter));
+    return sendJson(reply, agentServiceJson(service, datacenter));
   });
 
   app.get('/v1/agent/checks', async (request, reply) => {
@@ -133,26 +144,10 @@ export const agentRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
   });
 
   app.put('/v1/agent/service/register', async (request, reply) => {
-    checkDatacenter(ctx, request.query as Query);
-    const body = new BodyObject(parseJsonBody(request.body), '');
-    const name = body.str('Name');
-    if (name === '') throw badRequest('Missing service name');
-    const service = serviceSpecFrom(body, 'Name', true);
-    if (isAnyAddress(service.Address)) throw badRequest('Invalid service address');
-    const metaError = metaProblem({ ...service.Meta }, 'Service');
-    if (metaError !== null) throw badRequest(`Invalid Service Meta: ${metaError}`);
-    const definitions: BodyObject[] = [];
-    const single = body.obj('Check');
-    if (single !== undefined && !isEmptyCheck(single)) definitions.push(single);
-    body.list('Checks').forEach((c, i) => definitions.push(new BodyObject(c, `Checks[${i}]`)));
-    const checks = definitions.map((def, i) =>
-      localCheckFrom(def, {
-        defaultId: definitions.length > 1 ? `service:${service.ID}:${i + 1}` : `service:${service.ID}`,
-        defaultName: `Service '${service.Service}' check`,
-        serviceId: service.ID,
-        badStatus: "Status for checks must 'passing', 'warning', 'critical'",
-      }),
-    );
+    const dc = param(request.query as Query, 'dc');
+    // Konsul serves one datacenter (catalog-query.ts checkDatacenter).
+    if (dc !== undefined && dc !== '' && dc !== datacenter) throw new HttpError(500, 'No path to datacenter');
+    const { service, checks } = serviceRegistrationFrom(parseJsonBody(request.body));
     const query = request.query as Query;
     const replace = has(query, 'replace-existing-checks') && ['', 'true'].includes(param(query, 'replace-existing-checks') ?? '');
     await agent().registerService(service, checks, replace);
@@ -176,11 +171,7 @@ export const agentRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
   });
 
   app.put('/v1/agent/check/register', async (request, reply) => {
-    const body = new BodyObject(parseJsonBody(request.body), '');
-    const name = body.str('Name');
-    if (name === '') throw badRequest('Missing check name');
-    const check = localCheckFrom(body, { defaultId: name, defaultName: name, serviceId: body.str('ServiceID'), badStatus: 'Bad check status' });
-    await agent().registerCheck(check);
+    await agent().registerCheck(checkRegistrationFrom(parseJsonBody(request.body)));
     return empty(reply);
   });
 
@@ -209,7 +200,6 @@ export const agentRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
 
   methodNotAllowed(app, '/v1/agent/services', ['GET']);
   methodNotAllowed(app, '/v1/agent/checks', ['GET']);
-  methodNotAllowed(app, '/v1/agent/members', ['GET']);
   for (const url of [
     '/v1/agent/service/register',
     '/v1/agent/service/deregister/*',
@@ -224,6 +214,42 @@ export const agentRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
     methodNotAllowed(app, url, ['PUT']);
   }
 };
+
+/**
+ * A service definition (PUT /v1/agent/service/register's body, or a config file's "service"): the
+ * service and its checks, with Consul's defaults and error texts. Field names match Consul's
+ * decoder: any case, snake_case too.
+ */
+export function serviceRegistrationFrom(value: unknown, path = ''): { service: CatalogServiceSpec; checks: LocalCheck[] } {
+  const body = new BodyObject(value, path);
+  const name = body.str('Name');
+  if (name === '') throw badRequest('Missing service name');
+  const service = serviceSpecFrom(body, 'Name', true);
+  if (isAnyAddress(service.Address)) throw badRequest('Invalid service address');
+  const metaError = metaProblem({ ...service.Meta }, 'Service');
+  if (metaError !== null) throw badRequest(`Invalid Service Meta: ${metaError}`);
+  const definitions: BodyObject[] = [];
+  const single = body.obj('Check');
+  if (single !== undefined && !isEmptyCheck(single)) definitions.push(single);
+  body.list('Checks').forEach((c, i) => definitions.push(new BodyObject(c, `Checks[${i}]`)));
+  const checks = definitions.map((def, i) =>
+    localCheckFrom(def, {
+      defaultId: definitions.length > 1 ? `service:${service.ID}:${i + 1}` : `service:${service.ID}`,
+      defaultName: `Service '${service.Service}' check`,
+      serviceId: service.ID,
+      badStatus: "Status for checks must 'passing', 'warning', 'critical'",
+    }),
+  );
+  return { service, checks };
+}
+
+/** A check definition (PUT /v1/agent/check/register's body, or a config file's "check"). */
+export function checkRegistrationFrom(value: unknown, path = ''): LocalCheck {
+  const body = new BodyObject(value, path);
+  const name = body.str('Name');
+  if (name === '') throw badRequest('Missing check name');
+  return localCheckFrom(body, { defaultId: name, defaultName: name, serviceId: body.str('ServiceID'), badStatus: 'Bad check status' });
+}
 
 /** A `Check: {}` in a service definition is no check (Consul's CheckType.Empty: all fields zero). */
 function isEmptyCheck(def: BodyObject): boolean {
@@ -268,7 +294,20 @@ function localCheckFrom(def: BodyObject, defaults: CheckDefaults): LocalCheck {
     ttlMs,
     deregisterCriticalAfterMs: def.durationMs('DeregisterCriticalServiceAfter'),
     explicitStatus: status !== '',
+    ...thresholdsOf(def),
   };
+}
+
+/** The check runner's thresholds, when the definition sets any (kept with the check, not sent to the catalog). */
+function thresholdsOf(def: BodyObject): { thresholds?: Record<string, number> } {
+  const out: Record<string, number> = {};
+  for (const field of ['SuccessBeforePassing', 'FailuresBeforeWarning', 'FailuresBeforeCritical', 'OutputMaxSize']) {
+    const v = def.raw(field);
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw decodeFailed(`${field} must be a non-negative integer`);
+    if (v > 0) out[field] = v;
+  }
+  return Object.keys(out).length > 0 ? { thresholds: out } : {};
 }
 
 /** Go's strconv.ParseBool. */
