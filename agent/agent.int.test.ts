@@ -145,6 +145,14 @@ t.test('agent mode against one server', async (t) => {
     const elapsed = Date.now() - started;
     // interval 1 s × 2 failures, plus a probe in flight, the 100 ms coalescing and the write.
     t.ok(elapsed < 3500, `critical after ${elapsed} ms`);
+    // The agent keeps what the probes said: passing results, then the failures that turned it critical.
+    const history = JSON.parse((await http(`${agent.url}/v1/konsul/agent/check/history/service:from-config-1`)).text) as { Status: string; ReportedStatus: string; Output: string; Source: string }[];
+    t.ok(history.length >= 3 && history.length <= 10, `${history.length} results kept (at most 10)`);
+    t.same(history.slice(-2).map((r) => r.Status), ['critical', 'critical'], 'the last two probes failed');
+    t.equal(history.at(-1)!.ReportedStatus, 'critical');
+    t.ok(history.some((r) => r.Status === 'passing'), 'earlier passing probes are kept');
+    t.match(history.at(-1)!.Output, /^HTTP GET http:\/\/127\.0\.0\.1:\d+\/health: 5\d\d /);
+    t.equal((await http(`${agent.url}/v1/konsul/agent/check/history/no-such-check`)).status, 404);
     httpHealthy = true;
     await waitFor('from-config passing again', async () => ((checkStatus(await healthOn(server, 'from-config'), 'service:from-config-1') === 'passing') ? true : undefined), 8000);
   });

@@ -16,6 +16,7 @@ import { sendJson } from '../server/http/catalog-query.ts';
 import { agentLocalRoutes } from '../server/http/routes/agent.ts';
 import type { LocalAgent } from '../server/local-agent.ts';
 import type { AgentCache, CachedResult } from './cache.ts';
+import type { CheckResultRecord } from './checks/index.ts';
 import type { AgentConfig } from './config.ts';
 import { NoServersError, splitHostPort, UpstreamLostError, type ServerPool } from './servers.ts';
 
@@ -35,6 +36,8 @@ export interface AgentAppContext {
   readonly nodeAddress: string;
   readonly shutdownSignal: AbortSignal;
   readonly startedAtMs: number;
+  /** The last results of a check the agent runs (oldest first); null for a check it does not run. */
+  readonly checkHistory: (checkId: string) => readonly CheckResultRecord[] | null;
 }
 
 /** GET paths whose answers the cache may hold (Consul caches catalog and health reads; Konsul adds KV). */
@@ -172,6 +175,17 @@ async function agentInfoRoutes(app: FastifyInstance, ctx: AgentAppContext): Prom
         };
       });
     return sendJson(reply, members);
+  });
+
+  // Konsul's own: what a check the agent runs said lately, to tell a flapping target from a dead one.
+  app.get('/v1/konsul/agent/check/history/*', async (request, reply) => {
+    const checkId = decodeURIComponent((request.params as { '*': string })['*']);
+    const history = ctx.checkHistory(checkId);
+    if (history === null) throw new HttpError(404, `Unknown check ${JSON.stringify(checkId)}: not run by this agent`);
+    return sendJson(
+      reply,
+      history.map((r) => ({ Time: new Date(r.timeMs).toISOString(), Status: r.status, Output: r.output, Source: r.source, ReportedStatus: r.reportedStatus })),
+    );
   });
 
   app.get('/v1/agent/metrics', async (_request, reply) => {

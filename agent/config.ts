@@ -7,7 +7,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { normaliseDomain, parseDnsAddr, parseRecursors } from '../dns/config.ts';
-import { ConfigError, hostPortText, isWildcard, logLevel, parseHostPort, positiveInt, type HostPort, type ServerConfig } from '../server/config.ts';
+import { bool, ConfigError, hostPortText, isWildcard, logLevel, parseHostPort, positiveInt, str, strList, type HostPort, type ServerConfig } from '../server/config.ts';
 
 export interface AgentConfig {
   readonly nodeName: string;
@@ -186,21 +186,6 @@ export function mergeAgentConfig(...layers: Partial<AgentConfig>[]): AgentConfig
 export function nodeAddressOf(config: AgentConfig): string {
   if (config.advertiseAddr !== '') return config.advertiseAddr;
   return isWildcard(config.httpAddr.host) ? '127.0.0.1' : config.httpAddr.host;
-}
-
-function str(v: unknown, key: string): string {
-  if (typeof v !== 'string') throw new ConfigError(`${key} must be a string`);
-  return v;
-}
-
-function strList(v: unknown, key: string): string[] {
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new ConfigError(`${key} must be a list of strings`);
-  return v as string[];
-}
-
-function bool(v: unknown, key: string): boolean {
-  if (typeof v !== 'boolean') throw new ConfigError(`${key} must be true or false`);
-  return v;
 }
 
 function nonNegativeInt(v: unknown, key: string): number {

@@ -127,7 +127,22 @@ export async function startAgent(config: AgentConfig, definitions: Pick<AgentCon
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal);
   const app = await buildAgentApp(
-    { config, localAgent, pool, cache, metrics, version: KONSUL_VERSION, nodeAddress, shutdownSignal: shutdown.signal, startedAtMs: Date.now() },
+    {
+      config,
+      localAgent,
+      pool,
+      cache,
+      metrics,
+      version: KONSUL_VERSION,
+      nodeAddress,
+      shutdownSignal: shutdown.signal,
+      startedAtMs: Date.now(),
+      checkHistory: (checkId) => {
+        // Check IDs match case-insensitively, as everywhere in the agent API.
+        const id = runner.checkIds().find((known) => known.toLowerCase() === checkId.toLowerCase());
+        return id === undefined ? null : runner.history(id);
+      },
+    },
     { logger: config.logLevel === 'silent' ? false : { level: config.logLevel } },
   );
   heartbeat.start();

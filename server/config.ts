@@ -217,12 +217,12 @@ function dropUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-function str(v: unknown, key: string): string {
+export function str(v: unknown, key: string): string {
   if (typeof v !== 'string') throw new ConfigError(`${key} must be a string`);
   return v;
 }
 
-function strList(v: unknown, key: string): string[] {
+export function strList(v: unknown, key: string): string[] {
   if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new ConfigError(`${key} must be a list of strings`);
   return v as string[];
 }
@@ -232,7 +232,7 @@ function nonNegativeInt(v: unknown, key: string): number {
   return v;
 }
 
-function bool(v: unknown, key: string): boolean {
+export function bool(v: unknown, key: string): boolean {
   if (typeof v !== 'boolean') throw new ConfigError(`${key} must be true or false`);
   return v;
 }

@@ -319,7 +319,7 @@ t.test('bad input: Consul texts, 4xx, no state change', async (t) => {
     ['PUT', '/v1/agent/service/register', { Port: 1 }, 400, 'Missing service name'],
     ['PUT', '/v1/agent/service/register', { Name: 's', Weights: { Passing: 0, Warning: 1 } }, 400, 'Invalid Weights: Passing must be greater than 0'],
     ['PUT', '/v1/agent/service/register', { Name: 's', Meta: { 'bad key!': 'v' } }, 400, 'Invalid Service Meta: Key contains invalid characters'],
-    ['PUT', '/v1/agent/service/register', { Name: 's', Check: { HTTP: 'http://x' } }, 400, 'Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks'],
+    ['PUT', '/v1/agent/service/register', { Name: 's', Check: { HTTP: 'http://x' } }, 400, 'Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks'],
     ['PUT', '/v1/agent/service/register', { Name: 's', Check: { Notes: 'n' } }, 400, 'Invalid check: TTL must be > 0 for TTL checks'],
     ['PUT', '/v1/agent/service/register', { Name: 's', Check: { TTL: '10s', Status: 'ok' } }, 400, "Status for checks must 'passing', 'warning', 'critical'"],
     ['PUT', '/v1/agent/check/register', { TTL: '10s' }, 400, 'Missing check name'],

@@ -271,7 +271,7 @@ function localCheckFrom(def: BodyObject, defaults: CheckDefaults): LocalCheck {
   const type = checkTypeOf(def, ttlMs);
   // Consul's CheckType.Validate.
   const intervalCheck = ['http', 'tcp', 'udp', 'grpc', 'h2ping', 'os_service', 'script', 'docker'].includes(type);
-  if (intervalCheck && intervalMs <= 0) throw badRequest('Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks');
+  if (intervalCheck && intervalMs <= 0) throw badRequest('Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or OSService checks');
   if (type === 'alias' && ttlMs > 0) throw badRequest('Invalid check: TTL must be not be set for Alias checks');
   if (!intervalCheck && type !== 'alias' && ttlMs <= 0) throw badRequest('Invalid check: TTL must be > 0 for TTL checks');
   const status = def.str('Status');
