@@ -45,6 +45,7 @@ const CACHEABLE = [/^\/v1\/catalog\/(services|nodes)$/, /^\/v1\/catalog\/(servic
 /** Query parameters that select how to read, not what: not part of a cache key. */
 const READ_MODE_PARAMS = new Set(['cached', 'index', 'wait', 'stale', 'consistent', 'default']);
 const MAX_PROXY_BODY_BYTES = 64 * 1024 * 1024;
+const AGENT_SHUTTING_DOWN = 'Agent is shutting down';
 const FORWARDED_REQUEST_HEADERS = ['content-type', 'x-consul-token', 'authorization', 'accept'];
 
 export function cacheKeyOf(path: string, query: URLSearchParams): string {
@@ -257,7 +258,8 @@ async function serveCached(ctx: AgentAppContext, request: FastifyRequest, reply:
       mustRevalidate: control.mustRevalidate,
       signal: abort.signal,
     });
-    return send(reply, answer.result, { 'X-Cache': answer.hit ? 'HIT' : 'MISS', Age: String(Math.floor(answer.ageMs / 1000)) });
+    // As Consul's setCacheMeta: Age only on a HIT (a MISS was just fetched).
+    return send(reply, answer.result, answer.hit ? { 'X-Cache': 'HIT', Age: String(Math.floor(answer.ageMs / 1000)) } : { 'X-Cache': 'MISS' });
   } finally {
     reply.raw.off('close', onClose);
   }
@@ -278,11 +280,21 @@ async function forward(ctx: AgentAppContext, request: FastifyRequest, reply: Fas
     if (!reply.raw.writableFinished) abort.abort();
   };
   reply.raw.once('close', onClose);
+  // A blocking read could hold the agent's shutdown for its whole wait: it ends with the agent
+  // (writes and non-blocking reads in flight are left to finish).
+  const blockingRead = (request.method === 'GET' || request.method === 'HEAD') && waitMs > 0;
+  const onShutdown = () => abort.abort();
+  if (blockingRead) ctx.shutdownSignal.addEventListener('abort', onShutdown, { once: true });
   try {
+    if (blockingRead && ctx.shutdownSignal.aborted) throw new HttpError(503, AGENT_SHUTTING_DOWN);
     const answer = await ctx.pool.http({ method: request.method, path: url, headers, ...(body && body.length > 0 ? { body } : {}), timeoutMs, signal: abort.signal });
     return send(reply, { status: answer.status, headers: answer.headers, body: answer.body, index: 0 });
+  } catch (err) {
+    if (blockingRead && ctx.shutdownSignal.aborted) throw new HttpError(503, AGENT_SHUTTING_DOWN);
+    throw err;
   } finally {
     reply.raw.off('close', onClose);
+    ctx.shutdownSignal.removeEventListener('abort', onShutdown);
   }
 }
 

@@ -3,10 +3,11 @@
 // a node the cached `/v1/catalog/node/<name>`; both stay current through the cache's background
 // blocking queries. The service and node lists are kept cached too, so that a name the catalog
 // does not have answers NXDOMAIN at once. A name the catalog has but the cache has not loaded yet
-// (the first query for it, or one not asked for within the cache TTL) starts loading it and the
-// query fails (SERVFAIL: resolvers retry, and do not cache it as a negative answer); the next one
-// is answered from memory.
-import type { DnsCatalogView, DnsNode, DnsServiceInstance } from '../dns/catalog-view.ts';
+// (the first query for it, or one not asked for within the cache TTL) starts loading it and throws
+// ViewLoadingError: the DNS server waits for that load (up to about a second) and answers from
+// memory; only a load slower than that, or failing, makes the query SERVFAIL (resolvers retry,
+// and do not cache it as a negative answer).
+import { ViewLoadingError, type DnsCatalogView, type DnsNode, type DnsServiceInstance } from '../dns/catalog-view.ts';
 import type { AgentCache } from './cache.ts';
 
 const SERVICES_KEY = '/v1/catalog/services';
@@ -22,9 +23,9 @@ interface NodeJson {
   Node: { Node: string; Address: string; Meta: Record<string, string> | null } | null;
 }
 
-export class NotCachedYetError extends Error {
-  constructor(what: string) {
-    super(`${what} is not in the agent's cache yet; loading it`);
+export class NotCachedYetError extends ViewLoadingError {
+  constructor(what: string, loaded: Promise<boolean>) {
+    super(`${what} is not in the agent's cache yet; loading it`, loaded);
     this.name = 'NotCachedYetError';
   }
 }
@@ -32,6 +33,11 @@ export class NotCachedYetError extends Error {
 export interface AgentDnsView extends DnsCatalogView {
   /** Keeps the service and node lists cached (call every so often, well within the cache TTL). */
   touch(): Promise<void>;
+}
+
+/** Both loads done: the list's (when it was loading) and the entry's. */
+function loading(list: boolean | Promise<boolean>, entry: Promise<boolean>): Promise<boolean> {
+  return Promise.all([list, entry]).then(([a, b]) => a !== false && b);
 }
 
 export function agentDnsView(cache: AgentCache, datacenter: string): AgentDnsView {
@@ -45,16 +51,16 @@ export function agentDnsView(cache: AgentCache, datacenter: string): AgentDnsVie
     }
     return v as T;
   };
-  const load = (key: string): void => {
-    void cache.get(key).catch(() => undefined);
-  };
-  /** undefined: the list is not cached (cannot tell). */
-  const listed = (key: string, name: string, names: (body: unknown) => string[]): boolean | undefined => {
+  /** Starts loading `key` (one fetch however many queries ask); true once it loaded, false if that failed. */
+  const load = (key: string): Promise<boolean> =>
+    cache.get(key).then(
+      () => true,
+      () => false,
+    );
+  /** A promise: the list is not cached (cannot tell yet), and is loading. */
+  const listed = (key: string, name: string, names: (body: unknown) => string[]): boolean | Promise<boolean> => {
     const hit = cache.peek(key);
-    if (hit === undefined || hit.result.status !== 200) {
-      load(key);
-      return undefined;
-    }
+    if (hit === undefined || hit.result.status !== 200) return load(key);
     const folded = name.toLowerCase();
     return names(parse(hit.result.body)).some((n) => n.toLowerCase() === folded);
   };
@@ -76,8 +82,7 @@ export function agentDnsView(cache: AgentCache, datacenter: string): AgentDnsVie
       }
       const known = listed(SERVICES_KEY, service, (body) => Object.keys(body as Record<string, unknown>));
       if (known === false) return [];
-      load(key);
-      throw new NotCachedYetError(`service ${service}`);
+      throw new NotCachedYetError(`service ${service}`, loading(known, load(key)));
     },
     node(name: string): DnsNode | undefined {
       const key = `/v1/catalog/node/${encodeURIComponent(name)}`;
@@ -88,8 +93,7 @@ export function agentDnsView(cache: AgentCache, datacenter: string): AgentDnsVie
       }
       const known = listed(NODES_KEY, name, (body) => (body as { Node: string }[]).map((n) => n.Node));
       if (known === false) return undefined;
-      load(key);
-      throw new NotCachedYetError(`node ${name}`);
+      throw new NotCachedYetError(`node ${name}`, loading(known, load(key)));
     },
     async touch(): Promise<void> {
       await Promise.all([cache.get(SERVICES_KEY), cache.get(NODES_KEY)]);

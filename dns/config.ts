@@ -108,14 +108,18 @@ export function splitRecursor(address: string): { host: string; port: number } {
 
 /** The TTL of a service's answers: an exact entry wins, then the longest matching `prefix*`. */
 export function serviceTtlSeconds(settings: Pick<DnsSettings, 'serviceTtl'>, service: string): number {
+  // Service names are case-insensitive (the query's name is lowercased): `{"MyService": "30s"}` must
+  // apply to MyService, which Consul's case-sensitive match against the lowercased name never does.
+  const name = service.toLowerCase();
   let best: ServiceTtlRule | undefined;
   for (const rule of settings.serviceTtl) {
-    if (!rule.pattern.endsWith('*')) {
-      if (rule.pattern === service) return rule.ttlSeconds;
+    const pattern = rule.pattern.toLowerCase();
+    if (!pattern.endsWith('*')) {
+      if (pattern === name) return rule.ttlSeconds;
       continue;
     }
-    const prefix = rule.pattern.slice(0, -1);
-    if (service.startsWith(prefix) && (best === undefined || prefix.length > best.pattern.length - 1)) best = rule;
+    const prefix = pattern.slice(0, -1);
+    if (name.startsWith(prefix) && (best === undefined || prefix.length > best.pattern.length - 1)) best = rule;
   }
   return best?.ttlSeconds ?? 0;
 }

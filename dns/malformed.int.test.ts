@@ -1,6 +1,7 @@
 // Bad input against a real server process over raw sockets: each kind of malformed message gets
 // its RCODE or is dropped, then thousands of random and mutated packets (seeded: DNS_FUZZ_SEED
 // replays a run) over UDP and TCP, after which the process must still be up and answering.
+import { connect } from 'node:net';
 import t from 'tap';
 import { Prng } from '../raft/core/prng.ts';
 import { removeDir, startServer, type ServerProcess } from '../test/server-process.ts';
@@ -73,6 +74,60 @@ t.test('TCP: FORMERR, pipelined answers in order, zero length and truncated fram
   const cut = await tcpExchange(port, Buffer.from([0, 40, 1, 2, 3]), { waitMs: 2000, endAfterWrite: true });
   t.ok(cut.closedByServer);
   t.equal(cut.messages.length, 0);
+});
+
+t.test('TCP: a message trickling in a byte at a time is cut off after the read timeout (2 s), not held while the idle timer resets', async (t) => {
+  // Regression: each byte reset the 10 s idle timer, so a client sending one every few seconds held a connection slot forever.
+  const started = Date.now();
+  const closedAfterMs = await new Promise<number | null>((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    // A 40-byte message announced, then one byte every 300 ms (complete only after 12 s).
+    const drip = setInterval(() => {
+      if (!socket.destroyed) socket.write(Buffer.from([0x41]));
+    }, 300);
+    const giveUp = setTimeout(() => {
+      clearInterval(drip);
+      socket.destroy();
+      resolve(null);
+    }, 6000);
+    socket.on('connect', () => socket.write(Buffer.from([0, 40])));
+    socket.on('close', () => {
+      clearInterval(drip);
+      clearTimeout(giveUp);
+      resolve(Date.now() - started);
+    });
+    socket.on('error', () => undefined);
+  });
+  t.not(closedAfterMs, null, 'the server closed the connection');
+  t.ok(closedAfterMs! >= 1500 && closedAfterMs! < 4000, `closed after ${closedAfterMs} ms`);
+  // A client that pipelines queries split across writes at arbitrary points is not cut off.
+  const queries = Buffer.concat(Array.from({ length: 12 }, (_, i) => framed(clientQuery('web.service.consul', QTYPE.A, { id: 100 + i }))));
+  const ids = await new Promise<number[]>((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const got: number[] = [];
+    let received = Buffer.alloc(0);
+    let offset = 0;
+    const step = Math.ceil(queries.length / 12) + 3; // never on a message boundary for long
+    const drip = setInterval(() => {
+      socket.write(queries.subarray(offset, offset + step));
+      offset += step;
+      if (offset >= queries.length) clearInterval(drip);
+    }, 250);
+    socket.on('data', (d: Buffer) => {
+      received = Buffer.concat([received, d]);
+      while (received.length >= 2 && received.length >= 2 + received.readUInt16BE(0)) {
+        got.push(received.readUInt16BE(2));
+        received = received.subarray(2 + received.readUInt16BE(0));
+      }
+      if (got.length === 12) socket.destroy();
+    });
+    socket.on('close', () => {
+      clearInterval(drip);
+      resolve(got);
+    });
+    socket.on('error', () => undefined);
+  });
+  t.same(ids, Array.from({ length: 12 }, (_, i) => 100 + i), 'all twelve answered over about 3 s');
 });
 
 t.test('fuzz over UDP and TCP: the server stays up and answers correctly afterwards', async (t) => {

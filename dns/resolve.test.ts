@@ -253,6 +253,13 @@ t.test('service TTLs: exact name, longest prefix*, wildcard, default 0', async (
   t.equal(serviceTtlSeconds(s, 'wx'), 7);
   t.equal(serviceTtlSeconds(s, 'db'), 5);
   t.equal(serviceTtlSeconds({ serviceTtl: [] }, 'db'), 0);
+  // Regression: a pattern with capitals never matched, the queried name being lowercased.
+  const mixed = { serviceTtl: parseDnsConfigObject({ service_ttl: { MyService: '30s', 'Pay*': '9s' } }).serviceTtl! };
+  t.equal(serviceTtlSeconds(mixed, 'myservice'), 30);
+  t.equal(serviceTtlSeconds(mixed, 'payments'), 9);
+  const upper = new Catalog();
+  upper.register('n1', '10.1.1.1', { ID: 'MyService', Service: 'MyService', Port: 1 });
+  t.same(answer(query('MyService.service.consul', QTYPE.A), ctx(upper, { serviceTtl: mixed.serviceTtl })).answers.map((r) => r.ttl), [30]);
   const c = webCatalog();
   const srv = answer(query('web.service.consul', QTYPE.SRV), ctx(c, { serviceTtl: settings.serviceTtl! }));
   t.ok([...srv.answers, ...srv.additionals].every((r) => r.ttl === 20), 'answers and their additional records');
@@ -327,6 +334,96 @@ t.test('UDP fitting: 512 bytes, udp_answer_limit without EDNS, EDNS size, TC bit
   const tcp = encodeForTransport(srv, 'tcp', settings);
   t.equal(tcp.answers, 40);
   t.equal(parseWire(tcp.message).answers.length, 40);
+});
+
+t.test('a node or host name that is not a valid DNS name costs its own record, not the whole answer', async (t) => {
+  // Regression: a 70-byte node name made every SRV answer for the service SERVFAIL ("label longer than 63 bytes").
+  const c = new Catalog();
+  const longNode = `n${'x'.repeat(69)}`;
+  const longHost = `${'h'.repeat(64)}.example.com`;
+  c.register(longNode, '10.4.0.1', { ID: 'svc', Service: 'svc', Port: 1 });
+  c.register('good', '10.4.0.2', { ID: 'svc', Service: 'svc', Port: 2 });
+  c.register('ext', '10.4.0.3', { ID: 'svc2', Service: 'svc2', Port: 3, Address: longHost });
+  c.register('longhostnode', longHost);
+  c.register(`s${'y'.repeat(69)}`, '10.4.0.9', { ID: 'consul', Service: 'consul', Port: 8300 });
+  c.register('s1', '10.4.0.10', { ID: 'consul', Service: 'consul', Port: 8300 });
+  const settings = dnsSettings({});
+  const srv = answer(query('svc.service.consul', QTYPE.SRV), ctx(c));
+  t.equal(srv.rcode, RCODE.NOERROR);
+  t.same(srv.answers.map((r) => (r.type === 'SRV' ? [r.port, r.target] : [])), [[2, 'good.node.dc1.consul']]);
+  t.same(srv.additionals, [{ type: 'A', name: 'good.node.dc1.consul', ttl: 0, address: '10.4.0.2' }]);
+  t.same(parseWire(encodeForTransport(srv, 'udp', settings).message).answers.map((r) => r.target), ['good.node.dc1.consul'], 'and it encodes');
+  t.same(sortedAddresses(answer(query('svc.service.consul', QTYPE.A), ctx(c)).answers), ['10.4.0.1', '10.4.0.2'], 'A answers do not depend on the node name');
+  const ext = answer(query('svc2.service.consul', QTYPE.A), ctx(c));
+  t.same([ext.rcode, ext.answers.length], [RCODE.NOERROR, 0], 'no CNAME to an unencodable host name');
+  t.doesNotThrow(() => encodeForTransport(ext, 'udp', settings));
+  t.same(answer(query('svc2.service.consul', QTYPE.SRV), ctx(c)).answers, []);
+  t.same(answer(query('longhostnode.node.consul', QTYPE.A), ctx(c)).answers, []);
+  const ns = answer(query('consul', QTYPE.NS), ctx(c));
+  t.same(ns.answers.map((r) => (r.type === 'NS' ? r.target : '')), ['s1.node.dc1.consul'], 'an unencodable server name is not a name server');
+  t.doesNotThrow(() => encodeForTransport(answer(query('consul', QTYPE.SOA), ctx(c)), 'udp', settings));
+});
+
+t.test('UDP fitting drops optional records (node metadata TXT, NS glue) before answers, and only cut answers set TC', async (t) => {
+  // Regression: a node whose metadata TXT records did not fit in 512 bytes was answered with no A record and TC.
+  const c = new Catalog();
+  const meta: Record<string, string> = {};
+  for (let i = 0; i < 12; i++) meta[`key${i}`] = 'v'.repeat(50);
+  c.register('meta-node', '10.5.0.1', undefined, [], meta);
+  const settings = dnsSettings({});
+  const a = answer(query('meta-node.node.consul', QTYPE.A), ctx(c));
+  t.equal(a.additionals.length, 12);
+  const plain = encodeForTransport(a, 'udp', settings);
+  t.equal(plain.truncated, false, 'no TC: every answer is there');
+  t.ok(plain.message.length <= 512);
+  const decoded = parseWire(plain.message);
+  t.equal(decoded.header.tc, 0);
+  t.same(decoded.answers.map((r) => r.address), ['10.5.0.1']);
+  t.equal(decoded.additionals.length, 0, 'the metadata went');
+  const large = parseWire(encodeForTransport(answer(query('meta-node.node.consul', QTYPE.A, 4096), ctx(c)), 'udp', settings).message);
+  t.equal(large.additionals.filter((r) => r.type === QTYPE.TXT).length, 12, 'kept when the EDNS0 size allows');
+  // A TXT question needs the metadata itself: cutting it is truncation.
+  const txt = encodeForTransport(answer(query('meta-node.node.consul', QTYPE.TXT), ctx(c)), 'udp', settings);
+  t.equal(txt.truncated, true);
+  t.ok(txt.answers > 0 && txt.answers < 12, `${txt.answers} TXT answers fit`);
+});
+
+t.test('a service too large for one message: TCP gets what fits in 64 KiB, UDP is truncated, never SERVFAIL', async (t) => {
+  // Regression: above about 1,800 SRV instances the full answer passed 128 KiB and encoding threw (SERVFAIL on both transports).
+  const c = new Catalog();
+  for (let i = 0; i < 3000; i++) c.register(`huge-node-${i}`, `10.${20 + (i >> 8)}.${i & 255}.1`, { ID: 'huge', Service: 'huge', Port: 1000 + i });
+  const settings = dnsSettings({});
+  const srv = answer(query('huge.service.consul', QTYPE.SRV, 4096), ctx(c));
+  t.equal(srv.answers.length, 3000);
+  const tcp = encodeForTransport(srv, 'tcp', settings);
+  t.ok(tcp.message.length <= 65535, `${tcp.message.length} bytes over TCP`);
+  t.ok(tcp.answers > 800 && tcp.answers < 3000, `${tcp.answers} SRV answers over TCP`);
+  const decoded = parseWire(tcp.message);
+  t.equal(decoded.answers.length, tcp.answers);
+  t.equal(decoded.additionals.filter((r) => r.type === QTYPE.A).length, tcp.answers, 'each kept SRV answer with its address');
+  const udp = encodeForTransport(srv, 'udp', settings);
+  t.equal(udp.truncated, true);
+  t.ok(udp.message.length <= 4096 && udp.answers > 0);
+  const a = encodeForTransport(answer(query('huge.service.consul', QTYPE.A), ctx(c)), 'tcp', settings);
+  t.equal(a.answers, 3000, 'A answers (16 bytes each) all fit');
+});
+
+t.test('the server view caches instance lists per service index: every change still shows at once', async (t) => {
+  const c = new Catalog();
+  c.register('n1', '10.3.0.1', { ID: 'web', Service: 'web', Port: 80 }, [check('web-check', 'passing', 'web')]);
+  c.register('n2', '10.3.0.2', { ID: 'web', Service: 'web', Port: 81 });
+  const first = c.view.serviceInstances('web');
+  t.equal(c.view.serviceInstances('WEB'), first, 'the same list while nothing changed (any case)');
+  const addresses = () => sortedAddresses(answer(query('web.service.consul', QTYPE.SRV), ctx(c)).additionals);
+  t.same(addresses(), ['10.3.0.1', '10.3.0.2']);
+  c.register('n2', '10.3.0.22');
+  t.same(addresses(), ['10.3.0.1', '10.3.0.22'], 'a node address change');
+  c.register('n1', '10.3.0.1', undefined, [check('serfHealth', 'critical')]);
+  t.same(addresses(), ['10.3.0.22'], 'a node-level check turning critical');
+  c.register('n2', '10.3.0.22', { ID: 'web', Service: 'web', Port: 81, Address: '192.168.3.2' });
+  t.same(addresses(), ['192.168.3.2'], 'a service address');
+  t.not(c.view.serviceInstances('web'), first);
+  t.same(c.view.serviceInstances('nope'), []);
 });
 
 t.test('encoded answers decode with dns2 to the same records', async (t) => {

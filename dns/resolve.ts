@@ -22,6 +22,7 @@ import type { DnsCatalogView, DnsServiceInstance } from './catalog-view.ts';
 import { MAX_UDP_ANSWER_LIMIT, serviceTtlSeconds, type DnsSettings } from './config.ts';
 import {
   fitResponse,
+  isEncodableName,
   MAX_MESSAGE_BYTES,
   MAX_UDP_PAYLOAD_BYTES,
   QTYPE,
@@ -183,30 +184,27 @@ function serviceLookup(query: DnsQuery, parts: readonly string[], ctx: ResolveCo
       const key = `${instance.node}\u0000${instance.serviceAddress}\u0000${instance.port}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      const address = instance.serviceAddress || instance.nodeAddress;
-      if (address === '') continue;
-      const srv = { type: 'SRV', name, ttl, priority: 1, weight: srvWeight(instance), port: instance.port } as const;
-      if (isIP(address) === 0) {
-        out.answers.push({ ...srv, target: address });
-        continue;
-      }
-      const target = instance.serviceAddress ? `${addrLabel(address)}.addr.${datacenter}.${domain}` : `${instance.node}.node.${datacenter}.${domain}`;
-      out.answers.push({ ...srv, target });
-      out.additionals.push(addressRecord(target, address, ttl));
+      const { address, family, target } = instanceNames(instance, datacenter, domain);
+      // No address, or a node name or host name that is not a valid DNS name (a label over 63
+      // bytes): no target, so that instance is left out and the others are still answered.
+      if (target === null) continue;
+      out.answers.push({ type: 'SRV', name, ttl, priority: 1, weight: srvWeight(instance), port: instance.port, target });
+      if (family === 4) out.additionals.push({ type: 'A', name: target, ttl, address });
+      else if (family === 6) out.additionals.push({ type: 'AAAA', name: target, ttl, address });
     }
     return out;
   }
   const seen = new Set<string>();
   let cname: DnsRecord | null = null;
   for (const instance of instances) {
-    const address = instance.serviceAddress || instance.nodeAddress;
+    const { address, family, target } = instanceNames(instance, datacenter, domain);
     if (address === '') continue;
-    if (isIP(address) === 0) {
+    if (family === 0) {
       // An external service: answered only when no instance has an IP (Consul keeps the first CNAME).
-      cname ??= { type: 'CNAME', name, ttl, target: address };
+      if (cname === null && target !== null) cname = { type: 'CNAME', name, ttl, target };
       continue;
     }
-    const record = addressRecordFor(type, name, address, ttl);
+    const record = addressRecordFor(type, name, address, ttl, family);
     if (record === null || seen.has(address)) continue;
     seen.add(address);
     out.answers.push(record);
@@ -214,6 +212,42 @@ function serviceLookup(query: DnsQuery, parts: readonly string[], ctx: ResolveCo
   }
   if (out.answers.length === 0 && cname !== null) out.answers.push(cname);
   return out;
+}
+
+interface InstanceNames {
+  readonly zone: string;
+  /** The service's address, else the node's ('' for none). */
+  readonly address: string;
+  /** 4, 6, or 0 for a host name. */
+  readonly family: number;
+  /**
+   * The SRV target (or CNAME target for a host name): `<node>.node.<dc>.<domain>`,
+   * `<hex>.addr.<dc>.<domain>` or the host name; null when there is none a message can carry.
+   */
+  readonly target: string | null;
+}
+
+/**
+ * What an instance's records need, derived once per instance object: a server's view hands out the
+ * same objects until the service changes (dns/catalog-view.ts), so repeated queries skip the
+ * address parsing and name building. Keyed by object, so a view that builds new ones costs a miss.
+ */
+const instanceNamesMemo = new WeakMap<DnsServiceInstance, InstanceNames>();
+
+function instanceNames(instance: DnsServiceInstance, datacenter: string, domain: string): InstanceNames {
+  const zone = `${datacenter}.${domain}`;
+  const memo = instanceNamesMemo.get(instance);
+  if (memo !== undefined && memo.zone === zone) return memo;
+  const address = instance.serviceAddress || instance.nodeAddress;
+  const family = address === '' ? 0 : isIP(address);
+  let target: string | null = null;
+  if (address !== '') {
+    target = family === 0 ? address : instance.serviceAddress ? `${addrLabel(address)}.addr.${zone}` : `${instance.node}.node.${zone}`;
+    if (!isEncodableName(target)) target = null;
+  }
+  const names: InstanceNames = { zone, address, family, target };
+  instanceNamesMemo.set(instance, names);
+  return names;
 }
 
 function healthyInstances(ctx: ResolveContext, service: string, tag: string): DnsServiceInstance[] {
@@ -248,7 +282,7 @@ function nodeLookup(query: DnsQuery, nodeName: string, ctx: ResolveContext): Sec
   if (type !== QTYPE.ANY && type !== QTYPE.A && type !== QTYPE.AAAA && type !== QTYPE.TXT) return out;
   if (type !== QTYPE.TXT && node.address !== '') {
     if (isIP(node.address) === 0) {
-      out.answers.push({ type: 'CNAME', name, ttl, target: node.address });
+      if (isEncodableName(node.address)) out.answers.push({ type: 'CNAME', name, ttl, target: node.address });
     } else {
       const record = addressRecordFor(type, name, node.address, ttl);
       if (record !== null) out.answers.push(record);
@@ -318,8 +352,7 @@ function addressRecord(name: string, address: string, ttl: number): DnsRecord {
 }
 
 /** Consul's makeARecord: which address records a question type gets (TXT and NS included). */
-function addressRecordFor(type: number, name: string, address: string, ttl: number): DnsRecord | null {
-  const family = isIP(address);
+function addressRecordFor(type: number, name: string, address: string, ttl: number, family = isIP(address)): DnsRecord | null {
   const both = type === QTYPE.ANY || type === QTYPE.SRV || type === QTYPE.NS || type === QTYPE.TXT;
   if (family === 4 && (both || type === QTYPE.A)) return { type: 'A', name, ttl, address };
   if (family === 6 && (both || type === QTYPE.AAAA)) return { type: 'AAAA', name, ttl, address };
@@ -355,6 +388,7 @@ function nameServers(ctx: ResolveContext): { ns: DnsRecord[]; glue: DnsRecord[] 
     if (!VALID_LABEL.test(server.node) || seen.has(server.node.toLowerCase())) continue;
     seen.add(server.node.toLowerCase());
     const target = `${server.node}.node.${ctx.view.datacenter}.${domain}`.toLowerCase();
+    if (!isEncodableName(target)) continue;
     ns.push({ type: 'NS', name: domain, ttl: nodeTtlSeconds, target });
     if (isIP(server.nodeAddress) !== 0) glue.push(addressRecord(target, server.nodeAddress, nodeTtlSeconds));
     if (ns.length >= 3) break;

@@ -8,7 +8,7 @@
 // number, buffered bytes and idle time.
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, connect, isIP, type Server as TcpServer, type Socket as TcpSocket } from 'node:net';
-import type { DnsCatalogView } from './catalog-view.ts';
+import { viewLoadedWithin, type DnsCatalogView } from './catalog-view.ts';
 import { splitRecursor, type DnsSettings } from './config.ts';
 import { encodeForTransport, resolve, type Transport } from './resolve.ts';
 import { decodeQuery, encodeResponse, rcodeOnlyResponse, RCODE, type DnsQuery } from './wire.ts';
@@ -32,6 +32,12 @@ export interface DnsServerOptions {
   readonly maxTcpConnections?: number;
   /** A TCP connection idle this long is closed (RFC 7766 suggests seconds, not minutes). */
   readonly tcpIdleTimeoutMs?: number;
+  /**
+   * A message whose first bytes have arrived must be complete this soon, however slowly the rest
+   * trickles in (miekg/dns, Consul's library, allows 2 s): otherwise a client sending a byte now
+   * and then would hold a connection slot forever, the idle timer being reset by every byte.
+   */
+  readonly tcpReadTimeoutMs?: number;
 }
 
 export interface RunningDnsServer {
@@ -42,6 +48,10 @@ export interface RunningDnsServer {
 
 const DEFAULT_MAX_TCP_CONNECTIONS = 512;
 const DEFAULT_TCP_IDLE_TIMEOUT_MS = 10_000;
+const DEFAULT_TCP_READ_TIMEOUT_MS = 2_000;
+/** How long a query waits for a view that is loading the name (resolvers give a server about 1 s before retrying). */
+const VIEW_LOAD_WAIT_MS = 1000;
+const VIEW_LOAD_ATTEMPTS = 3;
 /** Forwarded queries waiting for an upstream at once; more are answered SERVFAIL. */
 const MAX_PENDING_FORWARDS = 1024;
 /** Queries one TCP connection may have waiting for their turn; a client that sends more without reading is cut off. */
@@ -71,6 +81,7 @@ export async function startDnsServer(options: DnsServerOptions): Promise<Running
   const nowMs = options.nowMs ?? Date.now;
   const maxTcpConnections = options.maxTcpConnections ?? DEFAULT_MAX_TCP_CONNECTIONS;
   const idleTimeoutMs = options.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS;
+  const readTimeoutMs = options.tcpReadTimeoutMs ?? DEFAULT_TCP_READ_TIMEOUT_MS;
   const forwarder = new Forwarder(options.settings, log);
   let stopped = false;
 
@@ -83,7 +94,18 @@ export async function startDnsServer(options: DnsServerOptions): Promise<Running
     }
     const query = decoded.query;
     try {
-      const resolution = resolve(query, { view: options.view, settings: options.settings, nowSeconds: Math.floor(nowMs() / 1000), random });
+      // A view still loading a name (an agent's cache on its first query for it) is waited for,
+      // briefly and a few times at most (a list, then the entry), rather than answered SERVFAIL.
+      const loadDeadline = performance.now() + VIEW_LOAD_WAIT_MS;
+      let resolution: ReturnType<typeof resolve>;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          resolution = resolve(query, { view: options.view, settings: options.settings, nowSeconds: Math.floor(nowMs() / 1000), random });
+          break;
+        } catch (err) {
+          if (attempt >= VIEW_LOAD_ATTEMPTS || stopped || !(await viewLoadedWithin(err, loadDeadline - performance.now()))) throw err;
+        }
+      }
       if (resolution.kind === 'forward') return await forwarder.forward(message, query, transport);
       return encodeForTransport(resolution.response, transport, options.settings).message;
     } catch (err) {
@@ -118,7 +140,7 @@ export async function startDnsServer(options: DnsServerOptions): Promise<Running
     }
     connections.add(socket);
     socket.on('close', () => connections.delete(socket));
-    serveTcpConnection(socket, idleTimeoutMs, (message) => safeAnswer(message, 'tcp'), log);
+    serveTcpConnection(socket, { idleTimeoutMs, readTimeoutMs }, (message) => safeAnswer(message, 'tcp'), log);
   });
   tcp.on('error', (err) => log('warn', `dns: tcp listener: ${err.message}`));
 
@@ -185,12 +207,24 @@ function bindError(where: string, err: unknown): Error {
  * and are answered in order. A zero length or a half-closed connection with a partial message ends
  * the connection.
  */
-function serveTcpConnection(socket: TcpSocket, idleTimeoutMs: number, answer: (message: Buffer) => Promise<Buffer | null>, log: NonNullable<DnsServerOptions['log']>): void {
+function serveTcpConnection(
+  socket: TcpSocket,
+  timeouts: { readonly idleTimeoutMs: number; readonly readTimeoutMs: number },
+  answer: (message: Buffer) => Promise<Buffer | null>,
+  log: NonNullable<DnsServerOptions['log']>,
+): void {
   let buffered: Buffer = Buffer.alloc(0);
   let chain: Promise<void> = Promise.resolve();
   let pending = 0;
   let peerEnded = false;
-  socket.setTimeout(idleTimeoutMs, () => socket.destroy());
+  // Set while a partial message is buffered: it must be complete before this fires.
+  let readDeadline: NodeJS.Timeout | null = null;
+  const clearReadDeadline = () => {
+    if (readDeadline !== null) clearTimeout(readDeadline);
+    readDeadline = null;
+  };
+  socket.setTimeout(timeouts.idleTimeoutMs, () => socket.destroy());
+  socket.on('close', clearReadDeadline);
   socket.on('error', (err) => log('debug', `dns: tcp connection: ${err.message}`));
   const maybeEnd = () => {
     if (peerEnded && pending === 0 && !socket.destroyed) socket.end();
@@ -206,6 +240,8 @@ function serveTcpConnection(socket: TcpSocket, idleTimeoutMs: number, answer: (m
       if (buffered.length < 2 + length) break;
       const message = buffered.subarray(2, 2 + length);
       buffered = buffered.subarray(2 + length);
+      // A complete message is progress: the deadline restarts for whatever follows it.
+      clearReadDeadline();
       if (++pending > MAX_PIPELINED_QUERIES) {
         socket.destroy();
         return;
@@ -223,6 +259,7 @@ function serveTcpConnection(socket: TcpSocket, idleTimeoutMs: number, answer: (m
         maybeEnd();
       });
     }
+    if (buffered.length > 0) readDeadline ??= setTimeout(() => socket.destroy(), timeouts.readTimeoutMs);
   });
   socket.on('end', () => {
     peerEnded = true;

@@ -218,10 +218,33 @@ class QueryReader {
   }
 }
 
+/**
+ * Whether `text` can be written as a domain name: no label over 63 bytes, none empty but a trailing
+ * one, at most 255 bytes on the wire. Catalog data (node names, host-name addresses) is not
+ * checked when registered, so the resolver leaves out a record it could not encode rather than
+ * failing the whole answer.
+ */
+export function isEncodableName(text: string): boolean {
+  const labels = text.endsWith('.') ? text.slice(0, -1).split('.') : text.split('.');
+  let total = 1;
+  for (const label of labels) {
+    if (label.length === 0 || label.length > 63) return false;
+    total += label.length + 1;
+  }
+  return text !== '' && total <= 255;
+}
+
 export class DnsEncodeError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'DnsEncodeError';
+  }
+}
+
+/** The message would not fit in 65535 bytes (a TCP length prefix's limit). */
+export class DnsMessageTooLargeError extends DnsEncodeError {
+  constructor() {
+    super('message larger than 65535 bytes');
   }
 }
 
@@ -232,8 +255,9 @@ class MessageWriter {
   private readonly names = new Map<string, number>();
 
   private ensure(extra: number): void {
+    // Checked on every write, not only when the buffer grows (it doubles past 64 KiB).
+    if (this.length + extra > MAX_MESSAGE_BYTES) throw new DnsMessageTooLargeError();
     if (this.length + extra <= this.buffer.length) return;
-    if (this.length + extra > MAX_MESSAGE_BYTES + 1024) throw new DnsEncodeError('message larger than 64 KiB');
     let size = this.buffer.length * 2;
     while (size < this.length + extra) size *= 2;
     const next = Buffer.allocUnsafe(size);
@@ -274,6 +298,15 @@ class MessageWriter {
    * into them, so the additional records' owner names cost two bytes each.
    */
   name(text: string, compress = true): void {
+    // Most names repeat one written before (answers' owners are the question, additional records'
+    // owners the SRV targets): one lookup, no splitting. A name found was validated when written.
+    if (compress) {
+      const whole = this.names.get(text.toLowerCase());
+      if (whole !== undefined) {
+        this.u16(0xc000 | whole);
+        return;
+      }
+    }
     const labels = text.split('.').filter((l) => l !== '');
     let total = 1;
     for (const label of labels) {
@@ -307,10 +340,28 @@ class MessageWriter {
   }
 }
 
+/** Dotted-quad IPv4 text as 4 bytes, parsed by hand (this runs for every A record written). */
 function ipv4Bytes(address: string): Buffer {
-  const parts = address.split('.');
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) throw new DnsEncodeError(`not an IPv4 address: ${address}`);
-  return Buffer.from(parts.map(Number));
+  const out = Buffer.allocUnsafe(4);
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= address.length; i++) {
+    const c = i < address.length ? address.charCodeAt(i) : 0x2e;
+    if (c === 0x2e) {
+      if (digits === 0 || part > 3 || value > 255) throw new DnsEncodeError(`not an IPv4 address: ${address}`);
+      out[part++] = value;
+      value = 0;
+      digits = 0;
+    } else if (c >= 0x30 && c <= 0x39 && digits < 3) {
+      value = value * 10 + (c - 0x30);
+      digits++;
+    } else {
+      throw new DnsEncodeError(`not an IPv4 address: ${address}`);
+    }
+  }
+  if (part !== 4) throw new DnsEncodeError(`not an IPv4 address: ${address}`);
+  return out;
 }
 
 /** An IPv6 address in any RFC 4291 text form (embedded IPv4 included) as 16 bytes. */
@@ -453,7 +504,9 @@ export interface FittedResponse {
 
 /**
  * The largest prefix of the answers (with their additional records) whose encoding fits in
- * `maxBytes`; the authority section goes first when anything must go. Never returns more than
+ * `maxBytes`. The authority section and additional records that back no kept SRV answer (a node's
+ * metadata TXT, NS glue) are optional (RFC 2181 9) and go first; `trimmed` (the TC bit) is set only
+ * when answers had to be left out, as Consul's trimUDPResponse does. Never returns more than
  * `maxBytes`: if not even an empty answer fits, the reply is the header and question only.
  * `maxAnswers` cuts the answer list before measuring (Consul's udp_answer_limit).
  */
@@ -463,35 +516,55 @@ export function fitResponse(response: DnsResponse, maxBytes: number, maxAnswers 
     const answers = response.answers.slice(0, n);
     return { ...response, answers, authorities, additionals: hasSrv ? syncAdditionals(answers, response.additionals) : response.additionals };
   };
-  let trimmed = false;
+  // Only the records every kept answer needs: SRV targets' addresses, nothing else.
+  const essential = (n: number): DnsResponse => {
+    const answers = response.answers.slice(0, n);
+    return { ...response, answers, authorities: [], additionals: hasSrv ? syncAdditionals(answers, response.additionals) : [] };
+  };
   let current: DnsResponse = response;
-  if (response.answers.length > maxAnswers) {
-    current = withAnswers(maxAnswers, response.authorities);
-    trimmed = true;
-  }
-  let message = encodeResponse(current);
-  if (message.length <= maxBytes) return { message, trimmed, response: current };
-  trimmed = true;
-  // Binary search over the number of answers kept, without the authority section.
+  if (response.answers.length > maxAnswers) current = withAnswers(maxAnswers, response.authorities);
+  const wanted = current.answers.length;
+  // Too large for any message (a service with thousands of instances): does not fit, like any other size.
+  const tryEncode = (r: DnsResponse): Buffer | null => {
+    try {
+      return encodeResponse(r);
+    } catch (err) {
+      if (err instanceof DnsMessageTooLargeError) return null;
+      throw err;
+    }
+  };
+  const fits = (m: Buffer | null): m is Buffer => m !== null && m.length <= maxBytes;
+  const result = (message: Buffer, fitted: DnsResponse): FittedResponse => ({
+    message,
+    trimmed: fitted.answers.length < response.answers.length || (fitted.question === null && response.question !== null),
+    response: fitted,
+  });
+  let message = tryEncode(current);
+  if (fits(message)) return result(message, current);
+  const allAnswers = essential(wanted);
+  message = tryEncode(allAnswers);
+  if (fits(message)) return result(message, allAnswers);
+  // Binary search over the number of answers kept; a record takes at least 12 bytes (a compressed
+  // owner name and the fixed fields), which bounds the search for a small limit and a long list.
   let low = 0;
-  let high = current.answers.length;
+  let high = Math.min(wanted - 1, Math.floor((maxBytes - 12) / 12));
   let best: { message: Buffer; response: DnsResponse } | null = null;
   while (low <= high) {
     const mid = (low + high) >> 1;
-    const candidate = withAnswers(mid, []);
-    const encoded = encodeResponse(candidate);
-    if (encoded.length <= maxBytes) {
+    const candidate = essential(mid);
+    const encoded = tryEncode(candidate);
+    if (fits(encoded)) {
       best = { message: encoded, response: candidate };
       low = mid + 1;
     } else {
       high = mid - 1;
     }
   }
-  if (best !== null && best.response.answers.length > 0) return { ...best, trimmed };
+  if (best !== null && best.response.answers.length > 0) return result(best.message, best.response);
   // Not one answer fits with its additional records: drop the additional section too.
   const bare: DnsResponse = { ...current, answers: [], authorities: [], additionals: [] };
-  message = encodeResponse(bare);
-  if (message.length <= maxBytes) return { message, trimmed, response: bare };
+  message = tryEncode(bare);
+  if (fits(message)) return result(message, bare);
   const headerOnly: DnsResponse = { ...bare, question: null, edns: null };
-  return { message: encodeResponse(headerOnly), trimmed, response: headerOnly };
+  return result(encodeResponse(headerOnly), headerOnly);
 }

@@ -1,6 +1,6 @@
 // The server's local agent against an in-process FSM (proposals applied directly): persistence,
 // TTL expiry, anti-entropy in both directions, critical-service reaping, Consul's error texts.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -164,4 +164,89 @@ t.test('output truncation as Consul\'s CheckTTL', async (t) => {
   t.equal(truncateOutput('short'), 'short');
   const long = 'x'.repeat(5000);
   t.equal(truncateOutput(long), `${'x'.repeat(4096)} ... (captured 4096 of 5000 bytes)`);
+});
+
+/** The state file as written (services and checks, in the persisted format). */
+function savedState(dataDir: string): { services: CatalogServiceSpec[]; checks: { spec: { CheckID: string; ServiceID: string } }[] } {
+  return JSON.parse(readFileSync(join(dataDir, AGENT_STATE_FILE), 'utf8')) as { services: CatalogServiceSpec[]; checks: { spec: { CheckID: string; ServiceID: string } }[] };
+}
+
+t.test('state-file writes are a group commit: a change waiting for a write shares the next one', async (t) => {
+  const env = setup(t);
+  const agent = env.agent();
+  const workers = 16;
+  const perWorker = 25;
+  const notInFile: string[] = [];
+  // Closed loop, as HTTP clients: each worker sends its next registration once the last is acknowledged,
+  // so changes keep arriving while a write is in flight.
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      for (let i = 0; i < perWorker; i++) {
+        const id = `svc-${w}-${i}`;
+        await agent.registerService(service(id, `s${w}`), [ttlCheck(`${id}-ttl`, id, 60_000)], false);
+        // Acknowledged: the file on disk already holds this registration.
+        if (!savedState(env.dataDir).services.some((s) => s.ID === id)) notInFile.push(id);
+      }
+    }),
+  );
+  t.same(notInFile, [], 'every registration is in the file when it is acknowledged');
+  const saved = savedState(env.dataDir);
+  t.equal(saved.services.length, workers * perWorker);
+  t.equal(saved.checks.length, workers * perWorker);
+  const { writes, changes } = agent.persistStats();
+  t.equal(changes, workers * perWorker);
+  t.ok(writes >= 1 && writes <= (workers * perWorker) / 4, `${writes} writes for ${changes} changes`);
+  t.equal(env.fsm.catalog.nodeServices('srv').length, workers * perWorker);
+});
+
+t.test('state-file writes keep the order of changes: a later change is never overwritten', async (t) => {
+  const env = setup(t);
+  const agent = env.agent();
+  let port = 0;
+  const problems: string[] = [];
+  let lastSeen = 0;
+  // Everyone updates one service (a new port each time) and registers others in between.
+  await Promise.all(
+    Array.from({ length: 8 }, async (_, w) => {
+      for (let i = 0; i < 20; i++) {
+        const mine = ++port;
+        await agent.registerService({ ...service('shared', 'shared'), Port: mine }, [], false);
+        const onDisk = savedState(env.dataDir).services.find((s) => s.ID === 'shared')?.Port ?? 0;
+        if (onDisk < mine) problems.push(`acknowledged port ${mine}, file has ${onDisk}`);
+        if (onDisk < lastSeen) problems.push(`file went back from port ${lastSeen} to ${onDisk}`);
+        lastSeen = Math.max(lastSeen, onDisk);
+        await agent.registerService(service(`other-${w}-${i}`, 'other'), [], false);
+      }
+    }),
+  );
+  t.same(problems, []);
+  t.equal(savedState(env.dataDir).services.find((s) => s.ID === 'shared')?.Port, 160, 'the last change is the one on disk');
+  t.equal(agent.getService('shared')?.Port, 160);
+  t.ok(agent.persistStats().writes <= 80, `${agent.persistStats().writes} writes for 320 changes`);
+});
+
+t.test('a failed state-file write fails every change it covered; the next write carries them', async (t) => {
+  const env = setup(t);
+  const agent = env.agent();
+  await agent.registerService(service('before', 'x'), [], false);
+  // A directory where the temporary file goes: opening it for writing fails (EISDIR).
+  const blocker = join(env.dataDir, `${AGENT_STATE_FILE}.tmp`);
+  mkdirSync(blocker);
+  const outcomes = await Promise.allSettled(['a', 'b', 'c'].map((id) => agent.registerService(service(id, 'x'), [], false)));
+  t.same(outcomes.map((o) => o.status), ['rejected', 'rejected', 'rejected'], 'none is acknowledged without a durable write');
+  t.same(savedState(env.dataDir).services.map((s) => s.ID), ['before'], 'the old file is intact');
+  rmSync(blocker, { recursive: true });
+  await agent.registerService(service('d', 'x'), [], false);
+  t.same(savedState(env.dataDir).services.map((s) => s.ID), ['a', 'b', 'before', 'c', 'd'], 'the next write holds the whole local state');
+  await agent.stop();
+  t.same(env.agent().listServices().map((s) => s.ID), ['a', 'b', 'before', 'c', 'd']);
+});
+
+t.test('stop waits for the state-file writes in flight', async (t) => {
+  const env = setup(t);
+  const agent = env.agent();
+  const registered = agent.registerService(service('late', 'x'), [], false);
+  await agent.stop();
+  t.same(savedState(env.dataDir).services.map((s) => s.ID), ['late']);
+  await registered;
 });

@@ -7,7 +7,9 @@
 //   this node that the agent does not know are deregistered (except the "consul" service and the
 //   serfHealth check, which the leader keeps; server-registration.ts).
 // - Definitions (with check statuses) persist in <data dir>/agent-local.json, written atomically
-//   before a registration is acknowledged, and are registered again after a restart.
+//   (temp file, fsync, rename, directory fsync) before a registration is acknowledged, and are
+//   registered again after a restart. Writes are a group commit: changes made during a write share
+//   the next one (persist()).
 // - TTL checks run here, on the server that registered them: time stays out of the FSM. A TTL that
 //   runs out sets the check critical with Consul's output ("TTL expired ..."). Other check types are
 //   stored and reported with their registered status but not executed (agent mode runs them).
@@ -169,8 +171,12 @@ export class LocalAgent {
   private lastSyncOkMs = 0;
   private syncTimer: NodeJS.Timeout | null = null;
   private reapTimer: NodeJS.Timeout | null = null;
-  private persistChain: Promise<void> = Promise.resolve();
-  private persistDirty = false;
+  /** The state-file write in progress (one at a time), or null. */
+  private persisting: Promise<void> | null = null;
+  /** Changes made since the in-progress write took its snapshot: their waiters, for the next write. */
+  private persistPending: PersistBatch | null = null;
+  private persistWrites = 0;
+  private persistChanges = 0;
   private syncing: Promise<void> | null = null;
   private stopped = false;
 
@@ -211,7 +217,15 @@ export class LocalAgent {
     if (this.reapTimer) clearInterval(this.reapTimer);
     for (const timer of this.ttlTimers.values()) clearTimeout(timer);
     this.ttlTimers.clear();
-    await this.persistChain.catch(() => {});
+    await this.persistIdle();
+  }
+
+  /**
+   * State-file writes so far (`writes`) and the changes they covered (`changes`): a write covers
+   * every change made while the previous one was in flight (tests, status pages).
+   */
+  persistStats(): { writes: number; changes: number } {
+    return { writes: this.persistWrites, changes: this.persistChanges };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -447,7 +461,8 @@ export class LocalAgent {
       const last = this.lastOutput.get(key) ?? '';
       const output = last === '' ? 'TTL expired' : `TTL expired (last output before timeout follows): ${last}`;
       void this.setStatus(check.spec.CheckID, 'critical', output).catch((err: Error) => this.options.log?.('warn', `agent: TTL expiry of ${check.spec.CheckID}: ${err.message}`));
-    }, check.ttlMs);
+      // Node fires a delay above 2^31-1 ms after 1 ms: a TTL over ~24.8 days waits that long instead.
+    }, Math.min(check.ttlMs, 2 ** 31 - 1));
     timer.unref();
     this.ttlTimers.set(key, timer);
   }
@@ -628,32 +643,99 @@ export class LocalAgent {
     }
   }
 
-  /** Writes the state file atomically; concurrent callers share one write that includes their change. */
+  /**
+   * Makes the current local state durable: resolves once a state-file write that includes every
+   * change made before this call is on disk (the change is always applied in memory first).
+   *
+   * A group commit: one write runs at a time; changes made while it runs join one pending batch,
+   * and the next write, whose snapshot is taken when it starts, covers the whole batch. A write
+   * never starts before the previous one has finished, so a later snapshot always lands last and an
+   * earlier one never overwrites it. A failed write fails its own batch only; the next write is of
+   * the whole state, so it carries those changes too.
+   */
   private persist(): Promise<void> {
-    this.persistDirty = true;
-    this.persistChain = this.persistChain
-      .catch(() => {})
-      .then(async () => {
-        if (!this.persistDirty) return;
-        this.persistDirty = false;
-        const state: PersistedState = {
-          version: 1,
-          services: this.listServices(),
-          checks: [...this.checks.values()].map((c) => ({ spec: c.spec, ttlMs: c.ttlMs, deregisterCriticalAfterMs: c.deregisterCriticalAfterMs, ...(c.thresholds ? { thresholds: { ...c.thresholds } } : {}) })),
-        };
-        mkdirSync(this.options.dataDir, { recursive: true });
-        const temp = `${this.path()}.tmp`;
-        const file = await open(temp, 'w');
-        try {
-          await file.writeFile(JSON.stringify(state));
-          await file.sync();
-        } finally {
-          await file.close();
-        }
-        await rename(temp, this.path());
+    this.persistChanges++;
+    let batch = this.persistPending;
+    if (batch === null) {
+      let resolve!: () => void;
+      let reject!: (err: Error) => void;
+      const done = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
       });
-    return this.persistChain;
+      // Every caller still gets a failure; this only keeps a batch nobody awaits from being unhandled.
+      done.catch(() => {});
+      batch = { done, resolve, reject };
+      this.persistPending = batch;
+    }
+    if (this.persisting === null) this.persisting = this.persistLoop();
+    return batch.done;
   }
+
+  /** Writes pending batches one after another until none is left. */
+  private async persistLoop(): Promise<void> {
+    // Let the changes of this turn of the event loop join the first batch.
+    await Promise.resolve();
+    try {
+      for (let batch = this.persistPending; batch !== null; batch = this.persistPending) {
+        this.persistPending = null;
+        try {
+          // The snapshot is taken synchronously, after every change of the batch was applied.
+          await this.writeStateFile(JSON.stringify(this.snapshot()));
+          this.persistWrites++;
+          batch.resolve();
+        } catch (err) {
+          batch.reject(err as Error);
+        }
+      }
+    } finally {
+      this.persisting = null;
+    }
+  }
+
+  /** Waits until no state-file write is running or pending. */
+  private async persistIdle(): Promise<void> {
+    while (this.persisting !== null) await this.persisting;
+  }
+
+  private snapshot(): PersistedState {
+    return {
+      version: 1,
+      services: this.listServices(),
+      checks: [...this.checks.values()].map((c) => ({ spec: c.spec, ttlMs: c.ttlMs, deregisterCriticalAfterMs: c.deregisterCriticalAfterMs, ...(c.thresholds ? { thresholds: { ...c.thresholds } } : {}) })),
+    };
+  }
+
+  /**
+   * Replaces the state file atomically and durably: a temporary file written and fsynced, renamed
+   * over the old one, then the directory fsynced so that the rename itself survives a crash. A crash
+   * at any point leaves either the old file or the new one, never a partial one.
+   */
+  private async writeStateFile(json: string): Promise<void> {
+    mkdirSync(this.options.dataDir, { recursive: true });
+    const temp = `${this.path()}.tmp`;
+    const file = await open(temp, 'w');
+    try {
+      await file.writeFile(json);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temp, this.path());
+    const dir = await open(this.options.dataDir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}
+
+/** Changes waiting for the next state-file write, and the promise their callers wait on. */
+interface PersistBatch {
+  readonly done: Promise<void>;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
 }
 
 function checkInSync(c: CatalogCheckSpec | undefined, spec: CatalogCheckSpec): boolean {

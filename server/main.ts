@@ -32,6 +32,8 @@ export interface RunningServer {
   /** The DNS interface's address (UDP and TCP), or null when it is off. */
   readonly dnsAddress: { host: string; port: number } | null;
   readonly cluster: ClusterManager;
+  /** The server's own agent (/v1/agent/*). */
+  readonly localAgent: LocalAgent;
   stop(): Promise<void>;
 }
 
@@ -241,6 +243,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     rpcAdvertise,
     dnsAddress: dns?.address ?? null,
     cluster,
+    localAgent,
     stop: () => {
       stopping ??= (async () => {
         shutdown.abort();

@@ -67,11 +67,18 @@ export interface CheckClock {
   clearTimeout(handle: unknown): void;
 }
 
-/** Real time; timers are unref'd so that checks never keep a process alive. */
+/** The longest delay Node's setTimeout takes: a longer one fires after 1 ms (TimeoutOverflowWarning). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Real time; timers are unref'd so that checks never keep a process alive. A delay beyond
+ * MAX_TIMER_MS (an Interval, Timeout or TTL over ~24.8 days, which Go durations allow) waits
+ * MAX_TIMER_MS instead of running the check back to back every millisecond.
+ */
 export const systemClock: CheckClock = {
   now: () => Date.now(),
   setTimeout: (callback, ms) => {
-    const timer = setTimeout(callback, ms);
+    const timer = setTimeout(callback, Math.min(ms, MAX_TIMER_MS));
     timer.unref();
     return timer;
   },
