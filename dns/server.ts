@@ -314,61 +314,64 @@ class Forwarder {
   }
 
   private exchangeUdp(message: Buffer, host: string, port: number): Promise<Buffer> {
-    return new Promise((resolveReply, reject) => {
-      const socket = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
-      let done = false;
-      const finish = (err: Error | null, reply?: Buffer) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        this.closers.delete(close);
-        socket.close();
-        if (err) reject(err);
-        else resolveReply(reply!);
-      };
-      const close = () => finish(new Error('server stopping'));
-      this.closers.add(close);
-      const timer = setTimeout(() => finish(new Error(`no reply within ${this.settings.recursorTimeoutMs} ms`)), this.settings.recursorTimeoutMs);
-      socket.on('error', (err) => finish(err));
-      socket.on('message', (reply, peer) => {
-        // Only the recursor's reply to this query counts (anything else on the port is ignored).
-        if (peer.port !== port || reply.length < 2 || reply.readUInt16BE(0) !== message.readUInt16BE(0)) return;
-        finish(null, reply);
-      });
-      socket.send(message, port, host, (err) => {
-        if (err) finish(err);
-      });
-    });
+    const socket = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
+    return this.upstreamExchange(
+      () => socket.close(),
+      (finish) => {
+        socket.on('error', (err) => finish(err));
+        socket.on('message', (reply, peer) => {
+          // Only the recursor's reply to this query counts (anything else on the port is ignored).
+          if (peer.port !== port || reply.length < 2 || reply.readUInt16BE(0) !== message.readUInt16BE(0)) return;
+          finish(null, reply);
+        });
+        socket.send(message, port, host, (err) => {
+          if (err) finish(err);
+        });
+      },
+    );
   }
 
   private exchangeTcp(message: Buffer, host: string, port: number): Promise<Buffer> {
+    const socket = connect({ host, port });
+    let buffered: Buffer = Buffer.alloc(0);
+    return this.upstreamExchange(
+      () => socket.destroy(),
+      (finish) => {
+        socket.on('error', (err) => finish(err));
+        socket.on('connect', () => {
+          const prefix = Buffer.alloc(2);
+          prefix.writeUInt16BE(message.length);
+          socket.write(Buffer.concat([prefix, message]));
+        });
+        socket.on('data', (chunk: Buffer) => {
+          buffered = Buffer.concat([buffered, chunk]);
+          if (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) finish(null, buffered.subarray(2, 2 + buffered.readUInt16BE(0)));
+        });
+        socket.on('end', () => finish(new Error('connection closed before a reply')));
+      },
+    );
+  }
+
+  /**
+   * One exchange with a recursor: settles once — on the reply, an error, the recursor timeout or
+   * stop() — and then releases its socket.
+   */
+  private upstreamExchange(releaseSocket: () => void, run: (finish: (err: Error | null, reply?: Buffer) => void) => void): Promise<Buffer> {
     return new Promise((resolveReply, reject) => {
-      const socket = connect({ host, port });
-      let buffered: Buffer = Buffer.alloc(0);
       let done = false;
       const finish = (err: Error | null, reply?: Buffer) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
         this.closers.delete(close);
-        socket.destroy();
+        releaseSocket();
         if (err) reject(err);
         else resolveReply(reply!);
       };
       const close = () => finish(new Error('server stopping'));
       this.closers.add(close);
       const timer = setTimeout(() => finish(new Error(`no reply within ${this.settings.recursorTimeoutMs} ms`)), this.settings.recursorTimeoutMs);
-      socket.on('error', (err) => finish(err));
-      socket.on('connect', () => {
-        const prefix = Buffer.alloc(2);
-        prefix.writeUInt16BE(message.length);
-        socket.write(Buffer.concat([prefix, message]));
-      });
-      socket.on('data', (chunk: Buffer) => {
-        buffered = Buffer.concat([buffered, chunk]);
-        if (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) finish(null, buffered.subarray(2, 2 + buffered.readUInt16BE(0)));
-      });
-      socket.on('end', () => finish(new Error('connection closed before a reply')));
+      run(finish);
     });
   }
 }
