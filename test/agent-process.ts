@@ -7,6 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitForReadyLine } from './ready-line.ts';
 
 const KONSUL_BIN = fileURLToPath(new URL('../bin/konsul.js', import.meta.url));
 const READY_LINE = /konsul agent "[^"]*" \(datacenter [^)]*\) listening on http:\/\/([^:\s]+):(\d+)/;
@@ -89,29 +90,8 @@ export async function startAgentProcess(options: AgentStartOptions): Promise<Age
     }),
   );
   const timeoutMs = options.startTimeoutMs ?? 30_000;
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-      reject(new Error(`konsul agent did not start within ${timeoutMs} ms:\n${output}`));
-    }, timeoutMs);
-    const onData = () => {
-      const m = READY_LINE.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        resolve(Number(m[2]));
-      }
-    };
-    child.stdout!.on('data', onData);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`konsul agent exited with ${code} before it was ready:\n${output}`));
-    });
-  });
+  const ready = await waitForReadyLine(child, () => output, exited, READY_LINE, { what: 'konsul agent', timeoutMs });
+  const port = Number(ready[2]);
   return {
     child,
     pid,

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitForReadyLine } from './ready-line.ts';
 
 const KONSUL_BIN = fileURLToPath(new URL('../bin/konsul.js', import.meta.url));
 const READY_LINE = /listening on http:\/\/([^:]+):(\d+)/;
@@ -64,22 +65,8 @@ export async function startServer(options: StartOptions = {}): Promise<ServerPro
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`konsul did not start within ${options.startTimeoutMs ?? 20000} ms:\n${output}`)), options.startTimeoutMs ?? 20000);
-    const onData = () => {
-      const m = READY_LINE.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        resolve(Number(m[2]));
-      }
-    };
-    child.stdout!.on('data', onData);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`konsul exited with ${code} before it was ready:\n${output}`));
-    });
-  });
+  const ready = await waitForReadyLine(child, () => output, exited, READY_LINE, { what: 'konsul', timeoutMs: options.startTimeoutMs ?? 20000 });
+  const port = Number(ready[2]);
   const pid = child.pid!;
   const rpcAddress = /rpc listening on (\S+)/.exec(output)?.[1] ?? '';
   const dns = /dns listening on (\S+):(\d+) /.exec(output);
