@@ -27,6 +27,7 @@ import { KvTable, type KvWriteOutcome, type SessionLookup } from './state/kv.ts'
 import type { SessionCommand } from './state/session-commands.ts';
 import { EMPTY_SESSIONS_DUMP, sessionJson, SessionsTable, type SessionApplyResult, type SessionCatalogLookup, type SessionsChange } from './state/sessions.ts';
 import { WatchRegistry, type WatcherErrorHandler } from './watch.ts';
+import type { HostStateMachine, StateMachineRestore, StateMachineSnapshot } from '../raft/host/state-machine.ts';
 
 /** Why a command was not applied (the state is unchanged). */
 export type ApplyErrorCode =
@@ -70,7 +71,7 @@ export interface KonsulFsmOptions {
   readonly onWatcherError?: WatcherErrorHandler;
 }
 
-export class KonsulFsm {
+export class KonsulFsm implements HostStateMachine {
   readonly kv = new KvTable();
   readonly events = new EventsTable();
   readonly catalog = new CatalogTable();
@@ -128,6 +129,46 @@ export class KonsulFsm {
   /** The whole state as deterministic bytes (see snapshot.ts). */
   snapshot(): Uint8Array {
     return encodeSnapshot({ appliedIndex: this.lastApplied, kv: this.kv.dump(), events: this.events.dump(), catalog: this.catalog.dump(), sessions: this.sessions.dump() });
+  }
+
+  /** A view of the state as of the applied index, encoded piece by piece (raft/host/state-machine.ts). */
+  snapshotView(): StateMachineSnapshot {
+    // Interim: encodes eagerly; replaced by a copy-on-write view (ADR 0015).
+    const bytes = this.snapshot();
+    const index = this.lastApplied;
+    return {
+      index,
+      *chunks(chunkBytes = 1 << 20): Iterator<Uint8Array> {
+        for (let at = 0; at < bytes.length; at += chunkBytes) yield bytes.subarray(at, at + chunkBytes);
+      },
+      release(): void {},
+    };
+  }
+
+  /** Starts replacing the state with an encoded one fed piece by piece (raft/host/state-machine.ts). */
+  beginRestore(): StateMachineRestore {
+    // Interim: buffers the pieces and restores at the end; replaced by an incremental build (ADR 0015).
+    let pieces: Uint8Array[] = [];
+    return {
+      write: (piece) => {
+        pieces.push(piece.slice());
+      },
+      finish: () => {
+        const total = pieces.reduce((n, p) => n + p.length, 0);
+        const data = new Uint8Array(total);
+        let at = 0;
+        for (const p of pieces) {
+          data.set(p, at);
+          at += p.length;
+        }
+        pieces = [];
+        this.restore(data);
+        return this.lastApplied;
+      },
+      abort: () => {
+        pieces = [];
+      },
+    };
   }
 
   /**
