@@ -17,15 +17,15 @@ import {
   type SnapshotRestoreCommand,
   type TxnCommand,
 } from './commands.ts';
-import { decodeSnapshot, encodeSnapshot, SnapshotFormatError, type FsmState } from './snapshot.ts';
+import { decodeSnapshot, encodeSnapshotPieces, encodeSnapshotView, SnapshotDecoder, SnapshotFormatError, type FsmState, type FsmView } from './snapshot.ts';
 import { stateForRestoreAt } from './restore.ts';
-import { EventsTable, userEventJson, type EventFireResult } from './state/events.ts';
+import { EventsTable, userEventJson, type EventFireResult, type EventsTableDump } from './state/events.ts';
 import { applyKvTxn, txnResultJson, type TxnApplyResult, type TxnKvOp, type TxnKvVerb } from './state/kv-txn.ts';
-import { CatalogTable, EMPTY_CATALOG_DUMP, type CatalogApplyResult, type CatalogWriteOutcome } from './state/catalog.ts';
+import { CatalogTable, EMPTY_CATALOG_DUMP, type CatalogApplyResult, type CatalogTableDump, type CatalogWriteOutcome } from './state/catalog.ts';
 import type { CatalogCommand } from './state/catalog-commands.ts';
-import { KvTable, type KvWriteOutcome, type SessionLookup } from './state/kv.ts';
+import { KvTable, KvTableBuilder, type KvWriteOutcome, type SessionLookup } from './state/kv.ts';
 import type { SessionCommand } from './state/session-commands.ts';
-import { EMPTY_SESSIONS_DUMP, sessionJson, SessionsTable, type SessionApplyResult, type SessionCatalogLookup, type SessionsChange } from './state/sessions.ts';
+import { EMPTY_SESSIONS_DUMP, sessionJson, SessionsTable, type SessionApplyResult, type SessionCatalogLookup, type SessionsChange, type SessionsTableDump } from './state/sessions.ts';
 import { WatchRegistry, type WatcherErrorHandler } from './watch.ts';
 import type { HostStateMachine, StateMachineRestore, StateMachineSnapshot } from '../raft/host/state-machine.ts';
 
@@ -126,47 +126,66 @@ export class KonsulFsm implements HostStateMachine {
     this.lastApplied = index;
   }
 
-  /** The whole state as deterministic bytes (see snapshot.ts). */
+  /** The whole state as deterministic bytes (see snapshot.ts), in one buffer. */
   snapshot(): Uint8Array {
-    return encodeSnapshot({ appliedIndex: this.lastApplied, kv: this.kv.dump(), events: this.events.dump(), catalog: this.catalog.dump(), sessions: this.sessions.dump() });
+    return encodeSnapshotView(this.view());
   }
 
-  /** A view of the state as of the applied index, encoded piece by piece (raft/host/state-machine.ts). */
+  /**
+   * A view of the state as of the applied index, encoded piece by piece (raft/host/state-machine.ts):
+   * O(1) for the KV table (copy-on-write), a dump of the small tables (ADR 0015).
+   */
   snapshotView(): StateMachineSnapshot {
-    // Interim: encodes eagerly; replaced by a copy-on-write view (ADR 0015).
-    const bytes = this.snapshot();
-    const index = this.lastApplied;
+    let view: FsmView | null = this.view();
     return {
-      index,
-      *chunks(chunkBytes = 1 << 20): Iterator<Uint8Array> {
-        for (let at = 0; at < bytes.length; at += chunkBytes) yield bytes.subarray(at, at + chunkBytes);
+      index: view.appliedIndex,
+      chunks(pieceBytes?: number): Iterator<Uint8Array> {
+        if (view === null) throw new FsmInvariantError('snapshot view read after its release');
+        return encodeSnapshotPieces(view, pieceBytes);
       },
-      release(): void {},
+      release(): void {
+        // Dropping the reference is all: the nodes only this view held become garbage.
+        view = null;
+      },
     };
   }
 
-  /** Starts replacing the state with an encoded one fed piece by piece (raft/host/state-machine.ts). */
+  /**
+   * Starts replacing the whole state with an encoded one fed piece by piece: the new tables are
+   * built aside while this state keeps answering, and swapped in by `finish()` in one step.
+   */
   beginRestore(): StateMachineRestore {
-    // Interim: buffers the pieces and restores at the end; replaced by an incremental build (ADR 0015).
-    let pieces: Uint8Array[] = [];
+    const kv = new KvTableBuilder();
+    let kvIndex = 0;
+    let events: EventsTableDump | undefined;
+    let catalog: CatalogTableDump | undefined;
+    let sessions: SessionsTableDump | undefined;
+    const decoder = new SnapshotDecoder({
+      kvIndex: (index) => (kvIndex = index),
+      kvEntry: (key, record) => kv.addEntry(key, record),
+      kvTombstone: (key, index) => kv.addTombstone(key, index),
+      events: (dump) => (events = dump),
+      catalog: (dump) => (catalog = dump),
+      sessions: (dump) => (sessions = dump),
+    });
+    let open = true;
     return {
       write: (piece) => {
-        pieces.push(piece.slice());
+        if (!open) throw new FsmInvariantError('restore written after it ended');
+        decoder.write(piece);
       },
       finish: () => {
-        const total = pieces.reduce((n, p) => n + p.length, 0);
-        const data = new Uint8Array(total);
-        let at = 0;
-        for (const p of pieces) {
-          data.set(p, at);
-          at += p.length;
-        }
-        pieces = [];
-        this.restore(data);
-        return this.lastApplied;
+        if (!open) throw new FsmInvariantError('restore finished twice');
+        const { appliedIndex } = decoder.finish();
+        open = false;
+        this.kv.loadBuilt(kv, kvIndex);
+        this.loadSmallTables(events, catalog, sessions);
+        this.lastApplied = appliedIndex;
+        this.watches.notifyAll(appliedIndex);
+        return appliedIndex;
       },
       abort: () => {
-        pieces = [];
+        open = false;
       },
     };
   }
@@ -176,18 +195,25 @@ export class KonsulFsm implements HostStateMachine {
    * SnapshotFormatError, leaving the state untouched), then wakes every watcher.
    */
   restore(data: Uint8Array): void {
-    const state = decodeSnapshot(data);
-    this.loadState(state);
-    this.lastApplied = state.appliedIndex;
-    this.watches.notifyAll(state.appliedIndex);
+    const restore = this.beginRestore();
+    restore.write(data);
+    restore.finish();
+  }
+
+  private view(): FsmView {
+    return { appliedIndex: this.lastApplied, kv: this.kv.view(), events: this.events.dump(), catalog: this.catalog.dump(), sessions: this.sessions.dump() };
   }
 
   /** Replaces every table with the snapshot's (a Raft snapshot install, or a snapshotRestore command). */
   private loadState(state: FsmState): void {
     this.kv.load(state.kv);
-    this.events.load(state.events ?? { index: 0, lastLTime: 0, events: [] });
-    this.catalog.load(state.catalog ?? EMPTY_CATALOG_DUMP);
-    this.sessions.load(state.sessions ?? EMPTY_SESSIONS_DUMP);
+    this.loadSmallTables(state.events, state.catalog, state.sessions);
+  }
+
+  private loadSmallTables(events: EventsTableDump | undefined, catalog: CatalogTableDump | undefined, sessions: SessionsTableDump | undefined): void {
+    this.events.load(events ?? { index: 0, lastLTime: 0, events: [] });
+    this.catalog.load(catalog ?? EMPTY_CATALOG_DUMP);
+    this.sessions.load(sessions ?? EMPTY_SESSIONS_DUMP);
   }
 
   private execute(index: number, command: Command): FsmResult {

@@ -1,37 +1,36 @@
 // The FSM snapshot: the whole state (every table, its tombstones and indexes, the applied index) as
-// one deterministic byte string. Two replicas with the same state produce the same bytes, so
-// snapshots can be compared and hashed; restoring and snapshotting again gives the input back.
+// one deterministic byte string, written and read piece by piece (ADR 0015). Two replicas with the
+// same state produce the same bytes, so snapshots can be compared and hashed; restoring and
+// snapshotting again gives the input back.
 //
-// Layout (integers big-endian; u64 values are Raft indexes < 2^53, except Flags which uses all 64):
-//   magic "KNSL" | u16 format version | u64 applied index | u32 section count
-//   section*: str name | u32 payload length | payload
-//   u32 CRC-32 (IEEE) of everything before it
-// where str = u32 UTF-8 length + bytes. Sections appear in a fixed order; a reader refuses an
-// unknown section (a snapshot from a newer version) and treats a missing one as an empty table,
-// so tables added later (catalog, health, sessions, acl) extend the format without a new version.
-//
-// KV section payload:
-//   u64 table index | u32 entry count | entry* | u32 tombstone count | tombstone*
+// Format version 2 (integers big-endian; u64 values are Raft indexes < 2^53, except Flags which
+// uses all 64 bits; str = u32 UTF-8 length + bytes):
+//   header   magic "KNSL" | u16 format version (2) | u64 applied index
+//   frames   u8 tag | u32 payload length | payload, in this order:
+//     kvTable (1)        u64 table index                                   once, first
+//     kvEntries (2)*     u32 count | entry*        keys strictly increasing across all frames
+//     kvTombstones (3)*  u32 count | tombstone*    keys strictly increasing across all frames
+//     events (4)?        the events payload below               only if the table was ever used
+//     catalog (5)?       UTF-8 JSON (fsm/state/catalog-snapshot.ts)        likewise
+//     sessions (6)?      UTF-8 JSON (fsm/state/sessions-snapshot.ts)       likewise
+//     end (0)            u64 entry count | u64 tombstone count
+//   trailer  u32 CRC-32 (IEEE) of everything before it
 //   entry     = str key | u64 CreateIndex | u64 ModifyIndex | u64 LockIndex | u64 Flags
 //               | u8 has session | [str session] | u32 value length | value bytes
 //   tombstone = str key | u64 delete index
-// Entries and tombstones are in key order (strictly increasing), which the reader checks.
+//   events    = u64 table index | u64 last LTime | u32 event count | event*
+//   event     = str ID | str Name | u32 payload length | payload | str NodeFilter
+//               | str ServiceFilter | str TagFilter | u32 Version | u64 LTime | u64 index
+//               (oldest first, at most 256; LTimes and indexes strictly increase)
+// A frame of entries or tombstones closes at the first record that takes its payload to 64 KiB,
+// so where frames end depends on the state alone, not on how the bytes are read out. A writer
+// encodes one frame at a time from a point-in-time view and a reader decodes one frame at a time
+// into a table built aside: memory stays bounded by a frame and no step takes long.
 //
-// Events section payload (fsm/state/events.ts; oldest first, at most 256):
-//   u64 table index | u64 last LTime | u32 event count | event*
-//   event = str ID | str Name | u32 payload length | payload | str NodeFilter | str ServiceFilter
-//           | str TagFilter | u32 Version | u64 LTime | u64 index
-// LTimes and indexes strictly increase, which the reader checks. Written only when the table has
-// ever been used, so snapshots without events keep their earlier bytes.
-//
-// Catalog section payload (fsm/state/catalog-snapshot.ts): u32 length | UTF-8 JSON of the table's
-// dump, nodes, services and checks in key order. Written only when the catalog has ever been used.
-//
-// Sessions section payload (fsm/state/sessions-snapshot.ts): UTF-8 JSON of the table's dump
-// (sessions in ID order with their renewal index, lock-delays in key order, the latest proposer
-// clock). Written only when the table has ever been used.
+// Version 1 (one section per table, each sized up front: the whole state encoded at once) is still
+// read, so that data directories and snapshot archives written before version 2 restore.
 
-import type { KvEntry, KvTableDump, KvTombstone } from './state/kv.ts';
+import { bytesToLatin1, KvRecord, KvTable, sharedFlags, type KvEntry, type KvTableDump, type KvTableView, type KvTombstone } from './state/kv.ts';
 import { compareKeys } from './state/sorted-keys.ts';
 import { EVENT_RING_CAPACITY, isUuid, type EventsTableDump, type UserEvent } from './state/events.ts';
 import type { CatalogTableDump } from './state/catalog.ts';
@@ -39,10 +38,27 @@ import { decodeCatalogSection, encodeCatalogSection, isEmptyCatalogDump } from '
 import type { SessionsTableDump } from './state/sessions.ts';
 import { decodeSessionsSection, encodeSessionsSection, isEmptySessionsDump } from './state/sessions-snapshot.ts';
 
-export const SNAPSHOT_FORMAT_VERSION = 1;
+export const SNAPSHOT_FORMAT_VERSION = 2;
 const MAGIC = [0x4b, 0x4e, 0x53, 0x4c]; // "KNSL"
+const HEADER_BYTES = 4 + 2 + 8;
+const FRAME_HEADER_BYTES = 5;
+/** Entries and tombstones go into frames of about this many payload bytes. */
+const FRAME_TARGET_BYTES = 64 * 1024;
+/** Pieces handed out by encodeSnapshotPieces: about this many bytes unless told otherwise. */
+export const DEFAULT_PIECE_BYTES = 1024 * 1024;
 
-/** Everything the FSM holds. */
+const TAG_END = 0;
+const TAG_KV_TABLE = 1;
+const TAG_KV_ENTRIES = 2;
+const TAG_KV_TOMBSTONES = 3;
+const TAG_EVENTS = 4;
+const TAG_CATALOG = 5;
+const TAG_SESSIONS = 6;
+/** Where each tag may stand: tags must come in this order; kvEntries and kvTombstones may repeat. */
+const TAG_RANK = [6, 0, 1, 2, 3, 4, 5];
+const REPEATABLE = new Set([TAG_KV_ENTRIES, TAG_KV_TOMBSTONES]);
+
+/** Everything the FSM holds, as plain objects (tests, the archive inspector, snapshotRestore). */
 export interface FsmState {
   readonly appliedIndex: number;
   readonly kv: KvTableDump;
@@ -54,6 +70,18 @@ export interface FsmState {
   readonly sessions?: SessionsTableDump;
 }
 
+/**
+ * What a snapshot encodes: the KV table as an O(1) copy-on-write view, the small tables as dumps
+ * taken at the same index (they hold thousands of records, not millions: ADR 0015).
+ */
+export interface FsmView {
+  readonly appliedIndex: number;
+  readonly kv: KvTableView;
+  readonly events: EventsTableDump;
+  readonly catalog: CatalogTableDump;
+  readonly sessions: SessionsTableDump;
+}
+
 /** The snapshot bytes are not a snapshot this version can read. */
 export class SnapshotFormatError extends Error {
   constructor(message: string) {
@@ -62,60 +90,425 @@ export class SnapshotFormatError extends Error {
   }
 }
 
-interface Section {
-  readonly name: string;
-  /** Exact payload size in bytes. */
-  readonly size: number;
-  readonly write: (w: ByteWriter) => void;
+// ---------------------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The encoding of `view` in pieces of about `pieceBytes` (a frame larger than that, from one huge
+ * value, is a piece of its own). Each step encodes about one piece: the caller decides when to go on.
+ */
+export function* encodeSnapshotPieces(view: FsmView, pieceBytes = DEFAULT_PIECE_BYTES): Generator<Uint8Array> {
+  let piece = new ByteWriter(Math.max(pieceBytes, HEADER_BYTES));
+  let crc = 0;
+  for (const frame of encodeFrames(view)) {
+    crc = crc32(frame, crc);
+    if (piece.position > 0 && piece.position + frame.length > pieceBytes) {
+      yield piece.finish();
+      piece = new ByteWriter(Math.max(pieceBytes, frame.length));
+    }
+    if (frame.length > pieceBytes) {
+      yield frame;
+      continue;
+    }
+    piece.raw(frame);
+  }
+  const trailer = new ByteWriter(4);
+  trailer.u32(crc);
+  if (piece.position + 4 <= pieceBytes) {
+    piece.raw(trailer.finish());
+    yield piece.finish();
+  } else {
+    if (piece.position > 0) yield piece.finish();
+    yield trailer.finish();
+  }
 }
 
+/** The whole encoding of `view` in one buffer. */
+export function encodeSnapshotView(view: FsmView): Uint8Array {
+  const pieces = [...encodeSnapshotPieces(view)];
+  if (pieces.length === 1) return pieces[0]!;
+  let total = 0;
+  for (const p of pieces) total += p.length;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Encodes plain dumps (tests and tools): the same bytes as a live FSM with that state writes. */
 export function encodeSnapshot(state: FsmState): Uint8Array {
-  const sections: Section[] = [
-    { name: 'kv', size: kvSize(state.kv), write: (w) => writeKv(w, state.kv) },
-  ];
-  const events = state.events;
-  if (events !== undefined && (events.index > 0 || events.lastLTime > 0 || events.events.length > 0)) {
-    sections.push({ name: 'events', size: eventsSize(events), write: (w) => writeEvents(w, events) });
-  }
-  if (state.catalog !== undefined && !isEmptyCatalogDump(state.catalog)) {
-    const payload = encodeCatalogSection(state.catalog);
-    sections.push({ name: 'catalog', size: 4 + payload.length, write: (w) => w.bytes(payload) });
-  }
-  if (state.sessions !== undefined && !isEmptySessionsDump(state.sessions)) {
-    const payload = encodeSessionsSection(state.sessions);
-    sections.push({ name: 'sessions', size: 4 + payload.length, write: (w) => w.bytes(payload) });
-  }
-  // Sized exactly and allocated once: growing a buffer of hundreds of megabytes by doubling makes
-  // V8 run full collections of a heap that holds the whole store.
-  let total = MAGIC.length + 2 + 8 + 4 + 4;
-  for (const section of sections) total += strSize(section.name) + 4 + section.size;
-  const out = new ByteWriter(total);
-  for (const b of MAGIC) out.u8(b);
-  out.u16(SNAPSHOT_FORMAT_VERSION);
-  out.u64(state.appliedIndex);
-  out.u32(sections.length);
-  for (const section of sections) {
-    out.str(section.name);
-    out.u32(section.size);
-    const start = out.position;
-    section.write(out);
-    if (out.position - start !== section.size) throw new RangeError(`snapshot section ${section.name} size mismatch`);
-  }
-  out.u32(crc32(out.view()));
-  if (out.position !== total) throw new RangeError('snapshot size mismatch');
-  return out.finish();
+  const kv = new KvTable();
+  kv.load(state.kv);
+  return encodeSnapshotView({
+    appliedIndex: state.appliedIndex,
+    kv: kv.view(),
+    events: state.events ?? { index: 0, lastLTime: 0, events: [] },
+    catalog: state.catalog ?? { index: 0, nodesIndex: 0, servicesIndex: 0, checksIndex: 0, lastExtinctionIndex: 0, nodes: [], serviceIndexes: [] },
+    sessions: state.sessions ?? { index: 0, clockMs: 0, sessions: [], lockDelays: [] },
+  });
 }
 
-/** Parses and checks a snapshot completely; throws SnapshotFormatError. */
+/** The header, then every frame, each as its own buffer. */
+function* encodeFrames(view: FsmView): Generator<Uint8Array> {
+  const header = new ByteWriter(HEADER_BYTES);
+  for (const b of MAGIC) header.u8(b);
+  header.u16(SNAPSHOT_FORMAT_VERSION);
+  header.u64(view.appliedIndex);
+  yield header.finish();
+  yield frame(TAG_KV_TABLE, 8, (w) => w.u64(view.kv.index));
+
+  let keys: string[] = [];
+  let records: KvRecord[] = [];
+  let size = 4;
+  const entriesFrame = (): Uint8Array =>
+    frame(TAG_KV_ENTRIES, size, (w) => {
+      w.u32(keys.length);
+      for (let i = 0; i < keys.length; i++) writeEntry(w, keys[i]!, records[i]!);
+    });
+  for (const run of view.kv.entries.leaves()) {
+    for (let i = run.offset; i < run.keys.length; i++) {
+      keys.push(run.keys[i]!);
+      records.push(run.values[i]!);
+      size += entrySize(run.keys[i]!, run.values[i]!);
+      if (size >= FRAME_TARGET_BYTES) {
+        yield entriesFrame();
+        keys = [];
+        records = [];
+        size = 4;
+      }
+    }
+  }
+  if (keys.length > 0) yield entriesFrame();
+
+  let tombstoneKeys: string[] = [];
+  let tombstoneIndexes: number[] = [];
+  size = 4;
+  const tombstonesFrame = (): Uint8Array =>
+    frame(TAG_KV_TOMBSTONES, size, (w) => {
+      w.u32(tombstoneKeys.length);
+      for (let i = 0; i < tombstoneKeys.length; i++) {
+        w.str(tombstoneKeys[i]!);
+        w.u64(tombstoneIndexes[i]!);
+      }
+    });
+  for (const run of view.kv.tombstones.leaves()) {
+    for (let i = run.offset; i < run.keys.length; i++) {
+      tombstoneKeys.push(run.keys[i]!);
+      tombstoneIndexes.push(run.values[i]!);
+      size += strSize(run.keys[i]!) + 8;
+      if (size >= FRAME_TARGET_BYTES) {
+        yield tombstonesFrame();
+        tombstoneKeys = [];
+        tombstoneIndexes = [];
+        size = 4;
+      }
+    }
+  }
+  if (tombstoneKeys.length > 0) yield tombstonesFrame();
+
+  const events = view.events;
+  if (events.index > 0 || events.lastLTime > 0 || events.events.length > 0) yield frame(TAG_EVENTS, eventsSize(events), (w) => writeEvents(w, events));
+  if (!isEmptyCatalogDump(view.catalog)) yield bytesFrame(TAG_CATALOG, encodeCatalogSection(view.catalog));
+  if (!isEmptySessionsDump(view.sessions)) yield bytesFrame(TAG_SESSIONS, encodeSessionsSection(view.sessions));
+  yield frame(TAG_END, 16, (w) => {
+    w.u64(view.kv.entries.size);
+    w.u64(view.kv.tombstones.size);
+  });
+}
+
+function frame(tag: number, payloadBytes: number, write: (w: ByteWriter) => void): Uint8Array {
+  const w = new ByteWriter(FRAME_HEADER_BYTES + payloadBytes);
+  w.u8(tag);
+  w.u32(payloadBytes);
+  write(w);
+  if (w.position !== FRAME_HEADER_BYTES + payloadBytes) throw new RangeError(`snapshot frame ${tag} size mismatch`);
+  return w.finish();
+}
+
+function bytesFrame(tag: number, payload: Uint8Array): Uint8Array {
+  return frame(tag, payload.length, (w) => w.raw(payload));
+}
+
+function writeEntry(w: ByteWriter, key: string, r: KvRecord): void {
+  w.str(key);
+  w.u64(r.createIndex);
+  w.u64(r.modifyIndex);
+  w.u64(r.lockIndex);
+  w.u64big(r.flags);
+  if (r.session !== undefined) {
+    w.u8(1);
+    w.str(r.session);
+  } else {
+    w.u8(0);
+  }
+  w.latin1(r.value);
+}
+
+function entrySize(key: string, r: KvRecord): number {
+  return strSize(key) + 8 * 4 + 1 + (r.session !== undefined ? strSize(r.session) : 0) + 4 + r.value.length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------------
+
+/** Receives a snapshot's contents as the decoder reads them, in the format's order. */
+export interface SnapshotSink {
+  kvIndex(index: number): void;
+  /** Keys arrive in strictly increasing order (checked by the decoder). */
+  kvEntry(key: string, record: KvRecord): void;
+  kvTombstone(key: string, index: number): void;
+  events(dump: EventsTableDump): void;
+  catalog(dump: CatalogTableDump): void;
+  sessions(dump: SessionsTableDump): void;
+}
+
+/**
+ * Reads a snapshot fed in pieces cut anywhere, one frame at a time, into a sink. Throws
+ * SnapshotFormatError as soon as something is wrong; `finish()` checks the end and the checksum.
+ * Nothing it feeds the sink counts until `finish()` has returned.
+ */
+export class SnapshotDecoder {
+  private pieces: Uint8Array[] = [];
+  private buffered = 0;
+  /** Bytes needed before the next parse step can run. */
+  private need = HEADER_BYTES;
+  private stage: 'header' | 'frames' | 'trailer' | 'legacy' | 'done' = 'header';
+  private crc = 0;
+  private appliedIndex = 0;
+  private lastRank = -1;
+  private lastTag = -1;
+  private lastEntryKey: string | undefined;
+  private lastTombstoneKey: string | undefined;
+  private entryCount = 0;
+  private tombstoneCount = 0;
+
+  constructor(private readonly sink: SnapshotSink) {}
+
+  write(piece: Uint8Array): void {
+    if (this.stage === 'done') throw new SnapshotFormatError('snapshot written after its end');
+    if (piece.length === 0) return;
+    // A copy: the caller may reuse its buffer.
+    this.pieces.push(piece.slice());
+    this.buffered += piece.length;
+    if (this.stage === 'trailer' && this.buffered > 4) throw new SnapshotFormatError('trailing bytes in snapshot');
+    if (this.stage === 'legacy' || this.buffered < this.need) return;
+    const data = this.takeBuffered();
+    const consumed = this.parse(data);
+    if (consumed < data.length) {
+      this.pieces.push(data.subarray(consumed));
+      this.buffered = data.length - consumed;
+    }
+  }
+
+  /** Checks that the snapshot ended where and as it should; answers its applied index. */
+  finish(): { appliedIndex: number } {
+    if (this.stage === 'legacy') {
+      this.stage = 'done';
+      const state = decodeVersion1(this.takeBuffered());
+      feedState(state, this.sink);
+      return { appliedIndex: state.appliedIndex };
+    }
+    if (this.stage === 'header' && this.buffered < 8) throw new SnapshotFormatError('snapshot too short');
+    if (this.stage !== 'trailer' || this.buffered !== 4) throw new SnapshotFormatError('snapshot truncated');
+    const trailer = this.takeBuffered();
+    const stored = new DataView(trailer.buffer, trailer.byteOffset, 4).getUint32(0);
+    if (stored !== this.crc) throw new SnapshotFormatError('snapshot checksum mismatch');
+    this.stage = 'done';
+    return { appliedIndex: this.appliedIndex };
+  }
+
+  private takeBuffered(): Uint8Array {
+    const pieces = this.pieces;
+    this.pieces = [];
+    this.buffered = 0;
+    if (pieces.length === 1) return pieces[0]!;
+    let total = 0;
+    for (const p of pieces) total += p.length;
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const p of pieces) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  /** Parses every complete step in `data`; answers how many bytes it consumed. */
+  private parse(data: Uint8Array): number {
+    let at = 0;
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    for (;;) {
+      const available = data.length - at;
+      if (this.stage === 'header') {
+        if (available < HEADER_BYTES) break;
+        const r = new ByteReader(data.subarray(at, at + HEADER_BYTES));
+        for (const b of MAGIC) if (r.u8() !== b) throw new SnapshotFormatError('not a Konsul FSM snapshot');
+        const version = r.u16();
+        if (version === 1) {
+          // Version 1 cannot be read in pieces: gather it and decode it whole at the end.
+          this.stage = 'legacy';
+          this.pieces.push(data.slice(at));
+          this.buffered = available;
+          return data.length;
+        }
+        if (version !== SNAPSHOT_FORMAT_VERSION) throw new SnapshotFormatError(`unsupported snapshot format version ${version}`);
+        this.appliedIndex = r.u64();
+        this.crc = crc32(data.subarray(at, at + HEADER_BYTES), this.crc);
+        at += HEADER_BYTES;
+        this.stage = 'frames';
+        this.need = FRAME_HEADER_BYTES;
+        continue;
+      }
+      if (this.stage !== 'frames') break;
+      if (available < FRAME_HEADER_BYTES) {
+        this.need = FRAME_HEADER_BYTES;
+        break;
+      }
+      const tag = view.getUint8(at);
+      const length = view.getUint32(at + 1);
+      if (available < FRAME_HEADER_BYTES + length) {
+        this.need = FRAME_HEADER_BYTES + length;
+        break;
+      }
+      const end = at + FRAME_HEADER_BYTES + length;
+      this.crc = crc32(data.subarray(at, end), this.crc);
+      this.frame(tag, new ByteReader(data.subarray(at + FRAME_HEADER_BYTES, end)));
+      at = end;
+      if (tag === TAG_END) {
+        this.stage = 'trailer';
+        this.need = 4;
+        if (data.length - at > 4) throw new SnapshotFormatError('trailing bytes in snapshot');
+        break;
+      }
+      this.need = FRAME_HEADER_BYTES;
+    }
+    return at;
+  }
+
+  private frame(tag: number, r: ByteReader): void {
+    const rank = TAG_RANK[tag];
+    if (rank === undefined) throw new SnapshotFormatError(`unknown snapshot frame ${tag}`);
+    if (this.lastTag === -1 && tag !== TAG_KV_TABLE) throw new SnapshotFormatError('snapshot does not start with the KV table');
+    if (rank < this.lastRank || (rank === this.lastRank && !REPEATABLE.has(tag))) throw new SnapshotFormatError(`snapshot frame ${tag} out of order`);
+    this.lastRank = rank;
+    this.lastTag = tag;
+    switch (tag) {
+      case TAG_KV_TABLE:
+        this.sink.kvIndex(r.u64());
+        break;
+      case TAG_KV_ENTRIES: {
+        const count = r.u32();
+        for (let i = 0; i < count; i++) {
+          const key = r.str();
+          if (this.lastEntryKey !== undefined && compareKeys(this.lastEntryKey, key) >= 0) throw new SnapshotFormatError('KV entries out of order');
+          this.lastEntryKey = key;
+          this.sink.kvEntry(key, readRecord(r));
+        }
+        this.entryCount += count;
+        break;
+      }
+      case TAG_KV_TOMBSTONES: {
+        const count = r.u32();
+        for (let i = 0; i < count; i++) {
+          const key = r.str();
+          if (this.lastTombstoneKey !== undefined && compareKeys(this.lastTombstoneKey, key) >= 0) throw new SnapshotFormatError('KV tombstones out of order');
+          this.lastTombstoneKey = key;
+          this.sink.kvTombstone(key, r.u64());
+        }
+        this.tombstoneCount += count;
+        break;
+      }
+      case TAG_EVENTS:
+        this.sink.events(readEvents(r));
+        break;
+      case TAG_CATALOG:
+        this.sink.catalog(decodeCatalogSection(r.rest(), formatError));
+        break;
+      case TAG_SESSIONS:
+        this.sink.sessions(decodeSessionsSection(r.rest(), formatError));
+        break;
+      case TAG_END:
+        if (r.u64() !== this.entryCount || r.u64() !== this.tombstoneCount) throw new SnapshotFormatError('snapshot entry counts do not match its frames');
+        break;
+    }
+    r.end();
+  }
+}
+
+/** Parses and checks a whole snapshot (either version) into plain dumps; throws SnapshotFormatError. */
 export function decodeSnapshot(data: Uint8Array): FsmState {
+  const entries: KvEntry[] = [];
+  const tombstones: KvTombstone[] = [];
+  let kvIndex = 0;
+  let events: EventsTableDump | undefined;
+  let catalog: CatalogTableDump | undefined;
+  let sessions: SessionsTableDump | undefined;
+  const decoder = new SnapshotDecoder({
+    kvIndex: (index) => (kvIndex = index),
+    kvEntry: (key, record) => entries.push(record.toEntry(key)),
+    kvTombstone: (key, index) => tombstones.push({ key, index }),
+    events: (dump) => (events = dump),
+    catalog: (dump) => (catalog = dump),
+    sessions: (dump) => (sessions = dump),
+  });
+  decoder.write(data);
+  const { appliedIndex } = decoder.finish();
+  return {
+    appliedIndex,
+    kv: { index: kvIndex, entries, tombstones },
+    ...(events !== undefined ? { events } : {}),
+    ...(catalog !== undefined ? { catalog } : {}),
+    ...(sessions !== undefined ? { sessions } : {}),
+  };
+}
+
+function formatError(message: string): never {
+  throw new SnapshotFormatError(message);
+}
+
+function readRecord(r: ByteReader): KvRecord {
+  const createIndex = r.u64();
+  const modifyIndex = r.u64();
+  const lockIndex = r.u64();
+  const flags = r.u64big();
+  const hasSession = r.u8();
+  if (hasSession > 1) throw new SnapshotFormatError('bad session marker');
+  const session = hasSession === 1 ? r.str() : undefined;
+  return new KvRecord(createIndex, modifyIndex, lockIndex, sharedFlags(flags), bytesToLatin1(r.bytes()), session);
+}
+
+/** Hands a whole decoded state to a sink, in the format's order (version 1 snapshots). */
+function feedState(state: FsmState, sink: SnapshotSink): void {
+  sink.kvIndex(state.kv.index);
+  for (const entry of state.kv.entries) sink.kvEntry(entry.Key, KvRecord.fromEntry(entry));
+  for (const t of state.kv.tombstones) sink.kvTombstone(t.key, t.index);
+  if (state.events !== undefined) sink.events(state.events);
+  if (state.catalog !== undefined) sink.catalog(state.catalog);
+  if (state.sessions !== undefined) sink.sessions(state.sessions);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Version 1: one section per table, read whole.
+//   magic "KNSL" | u16 version (1) | u64 applied index | u32 section count
+//   section*: str name ("kv", "events", "catalog", "sessions") | u32 payload length | payload
+//   u32 CRC-32 of everything before it
+// kv payload: u64 table index | u32 entry count | entry* | u32 tombstone count | tombstone*;
+// events as in version 2; catalog and sessions: u32 length | their JSON.
+// ---------------------------------------------------------------------------------------------
+
+function decodeVersion1(data: Uint8Array): FsmState {
   if (data.length < 4 + 4) throw new SnapshotFormatError('snapshot too short');
   const body = data.subarray(0, data.length - 4);
   const expectedCrc = new DataView(data.buffer, data.byteOffset + data.length - 4, 4).getUint32(0);
   if (crc32(body) !== expectedCrc) throw new SnapshotFormatError('snapshot checksum mismatch');
   const r = new ByteReader(body);
   for (const b of MAGIC) if (r.u8() !== b) throw new SnapshotFormatError('not a Konsul FSM snapshot');
-  const version = r.u16();
-  if (version !== SNAPSHOT_FORMAT_VERSION) throw new SnapshotFormatError(`unsupported snapshot format version ${version}`);
+  r.u16();
   const appliedIndex = r.u64();
   const sectionCount = r.u32();
   let kv: KvTableDump = { index: 0, entries: [], tombstones: [] };
@@ -130,20 +523,16 @@ export function decodeSnapshot(data: Uint8Array): FsmState {
     seen.add(name);
     switch (name) {
       case 'kv':
-        kv = readKv(payload);
+        kv = readKvVersion1(payload);
         break;
       case 'events':
         events = readEvents(payload);
         break;
       case 'catalog':
-        catalog = decodeCatalogSection(payload.bytes(), (message) => {
-          throw new SnapshotFormatError(message);
-        });
+        catalog = decodeCatalogSection(payload.bytes(), formatError);
         break;
       case 'sessions':
-        sessions = decodeSessionsSection(payload.bytes(), (message) => {
-          throw new SnapshotFormatError(message);
-        });
+        sessions = decodeSessionsSection(payload.bytes(), formatError);
         break;
       default:
         throw new SnapshotFormatError(`unknown snapshot section ${JSON.stringify(name)}`);
@@ -154,39 +543,32 @@ export function decodeSnapshot(data: Uint8Array): FsmState {
   return { appliedIndex, kv, ...(events !== undefined ? { events } : {}), ...(catalog !== undefined ? { catalog } : {}), ...(sessions !== undefined ? { sessions } : {}) };
 }
 
-function writeKv(w: ByteWriter, kv: KvTableDump): void {
-  w.u64(kv.index);
-  w.u32(kv.entries.length);
-  for (const e of kv.entries) {
-    w.str(e.Key);
-    w.u64(e.CreateIndex);
-    w.u64(e.ModifyIndex);
-    w.u64(e.LockIndex);
-    w.u64big(e.Flags);
-    if (e.Session !== undefined) {
-      w.u8(1);
-      w.str(e.Session);
-    } else {
-      w.u8(0);
-    }
-    w.bytes(e.Value);
+function readKvVersion1(r: ByteReader): KvTableDump {
+  const index = r.u64();
+  const entryCount = r.u32();
+  const entries: KvEntry[] = [];
+  let previousKey: string | undefined;
+  for (let i = 0; i < entryCount; i++) {
+    const key = r.str();
+    if (previousKey !== undefined && compareKeys(previousKey, key) >= 0) throw new SnapshotFormatError('KV entries out of order');
+    previousKey = key;
+    entries.push(readRecord(r).toEntry(key));
   }
-  w.u32(kv.tombstones.length);
-  for (const t of kv.tombstones) {
-    w.str(t.key);
-    w.u64(t.index);
+  const tombstoneCount = r.u32();
+  const tombstones: KvTombstone[] = [];
+  previousKey = undefined;
+  for (let i = 0; i < tombstoneCount; i++) {
+    const key = r.str();
+    if (previousKey !== undefined && compareKeys(previousKey, key) >= 0) throw new SnapshotFormatError('KV tombstones out of order');
+    previousKey = key;
+    tombstones.push({ key, index: r.u64() });
   }
+  return { index, entries, tombstones };
 }
 
-function kvSize(kv: KvTableDump): number {
-  let size = 8 + 4 + 4;
-  for (const e of kv.entries) {
-    size += strSize(e.Key) + 8 * 4 + 1 + 4 + e.Value.length;
-    if (e.Session !== undefined) size += strSize(e.Session);
-  }
-  for (const t of kv.tombstones) size += strSize(t.key) + 8;
-  return size;
-}
+// ---------------------------------------------------------------------------------------------
+// Events (both versions)
+// ---------------------------------------------------------------------------------------------
 
 function writeEvents(w: ByteWriter, events: EventsTableDump): void {
   w.u64(events.index);
@@ -254,45 +636,13 @@ function strSize(s: string): number {
   return 4 + bytes;
 }
 
-function readKv(r: ByteReader): KvTableDump {
-  const index = r.u64();
-  const entryCount = r.u32();
-  const entries: KvEntry[] = [];
-  let previousKey: string | undefined;
-  for (let i = 0; i < entryCount; i++) {
-    const key = r.str();
-    if (previousKey !== undefined && compareKeys(previousKey, key) >= 0) throw new SnapshotFormatError('KV entries out of order');
-    previousKey = key;
-    const CreateIndex = r.u64();
-    const ModifyIndex = r.u64();
-    const LockIndex = r.u64();
-    const Flags = r.u64big();
-    const hasSession = r.u8();
-    if (hasSession > 1) throw new SnapshotFormatError('bad session marker');
-    const session = hasSession === 1 ? r.str() : undefined;
-    // A copy, so that the entry does not keep the whole snapshot buffer alive.
-    const Value = r.bytes().slice();
-    entries.push({ Key: key, CreateIndex, ModifyIndex, LockIndex, Flags, Value, ...(session !== undefined ? { Session: session } : {}) });
-  }
-  const tombstoneCount = r.u32();
-  const tombstones: KvTombstone[] = [];
-  previousKey = undefined;
-  for (let i = 0; i < tombstoneCount; i++) {
-    const key = r.str();
-    if (previousKey !== undefined && compareKeys(previousKey, key) >= 0) throw new SnapshotFormatError('KV tombstones out of order');
-    previousKey = key;
-    tombstones.push({ key, index: r.u64() });
-  }
-  return { index, entries, tombstones };
-}
-
 // ---------------------------------------------------------------------------------------------
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const TWO_POW_32 = 2 ** 32;
 
-class ByteWriter {
+export class ByteWriter {
   private buffer: Uint8Array;
   private data: DataView;
   private length = 0;
@@ -345,6 +695,23 @@ class ByteWriter {
     this.length += b.length;
   }
 
+  /** Bytes as they are, no length prefix. */
+  raw(b: Uint8Array): void {
+    this.reserve(b.length);
+    this.buffer.set(b, this.length);
+    this.length += b.length;
+  }
+
+  /** Length-prefixed bytes given as a latin1 string (one char per byte: how the KV table keeps values). */
+  latin1(s: string): void {
+    this.u32(s.length);
+    this.reserve(s.length);
+    const buffer = this.buffer;
+    let at = this.length;
+    for (let i = 0; i < s.length; i++) buffer[at++] = s.charCodeAt(i);
+    this.length = at;
+  }
+
   /** Length-prefixed UTF-8, written in place (no temporary array per string: snapshots hold millions). */
   str(s: string): void {
     // No bounds check here: an overflow (a sizing bug) is caught by the section size check.
@@ -379,7 +746,7 @@ class ByteWriter {
   }
 }
 
-class ByteReader {
+export class ByteReader {
   private readonly data: DataView;
   private offset = 0;
 
@@ -434,17 +801,20 @@ class ByteReader {
 
   str(): string {
     const bytes = this.bytes();
-    // Keys are mostly short ASCII: building those directly avoids a TextDecoder call per string.
-    if (bytes.length <= 64) {
-      let s = '';
-      for (let i = 0; i < bytes.length; i++) {
-        const b = bytes[i]!;
-        if (b >= 0x80) return decodeUtf8(bytes);
-        s += String.fromCharCode(b);
-      }
-      return s;
+    // Keys are mostly short ASCII: one fromCharCode call makes a flat string without a TextDecoder
+    // call (building it char by char would make a rope of cons strings, costly to keep and compare).
+    if (bytes.length <= 256) {
+      for (let i = 0; i < bytes.length; i++) if (bytes[i]! >= 0x80) return decodeUtf8(bytes);
+      return String.fromCharCode.apply(null, bytes as unknown as number[]);
     }
     return decodeUtf8(bytes);
+  }
+
+  /** Everything not read yet (a view). */
+  rest(): Uint8Array {
+    const b = this.buffer.subarray(this.offset);
+    this.offset = this.buffer.length;
+    return b;
   }
 
   /** Checks that everything was read. */
@@ -480,10 +850,10 @@ const CRC_TABLES = (() => {
   return tables as [Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array];
 })();
 
-/** CRC-32 (IEEE 802.3, as zlib computes it), eight bytes per step. */
-export function crc32(bytes: Uint8Array): number {
+/** CRC-32 (IEEE 802.3, as zlib computes it), eight bytes per step; `previous` continues a running CRC. */
+export function crc32(bytes: Uint8Array, previous = 0): number {
   const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES;
-  let crc = 0xffffffff;
+  let crc = (previous ^ 0xffffffff) >>> 0;
   let i = 0;
   for (const end = bytes.length - 8; i <= end; i += 8) {
     const a = (crc ^ (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24))) >>> 0;

@@ -4,11 +4,12 @@
 // its HTTP API; fsm/README.md lists each rule with its source. Indexes are Raft log indexes: the
 // FSM passes the index of the entry being applied to every write.
 //
-// Reads return the stored entry objects themselves: entries are never mutated after creation (a
-// write stores a new object), so a reader holding one sees a consistent record. Their `Value`
-// bytes must not be modified by callers.
+// Storage (ADR 0015): one copy-on-write B+tree of immutable records in key order, and one of
+// tombstones, so that a snapshot is a view taken in O(1) that later writes do not change. Reads
+// answer fresh KvEntry objects built from the records.
 
-import { compareKeys, SortedKeySet } from './sorted-keys.ts';
+import { CowSortedMap, SortedMapBuilder, type SortedMapView } from './cow-sorted-map.ts';
+import { compareKeys } from './sorted-keys.ts';
 
 /** A KV pair as Consul's API shows it (the server serializes these names as they are). */
 export interface KvEntry {
@@ -79,17 +80,60 @@ export interface KvTombstone {
 
 const NOTHING_CHANGED: readonly string[] = [];
 
+/**
+ * What the table keeps per key. Immutable: a write stores a new record, so views taken for
+ * snapshots and readers holding one see a consistent entry. The value is kept as a latin1 string
+ * (one char per byte): at 100 bytes a string costs ~120 B of heap, a Uint8Array ~400 B (its own
+ * ArrayBuffer and backing store). The key is the tree's; it is not repeated here.
+ */
+export class KvRecord {
+  constructor(
+    readonly createIndex: number,
+    readonly modifyIndex: number,
+    readonly lockIndex: number,
+    readonly flags: bigint,
+    /** The value's bytes, one char (0..255) each. */
+    readonly value: string,
+    /** The session holding the lock; undefined when unlocked. */
+    readonly session: string | undefined,
+  ) {}
+
+  /** The entry as the API shows it (a fresh object with a fresh value buffer). */
+  toEntry(key: string): KvEntry {
+    const entry: KvEntry = {
+      Key: key,
+      CreateIndex: this.createIndex,
+      ModifyIndex: this.modifyIndex,
+      LockIndex: this.lockIndex,
+      Flags: this.flags,
+      Value: latin1ToBytes(this.value),
+      ...(this.session !== undefined ? { Session: this.session } : {}),
+    };
+    return entry;
+  }
+
+  static fromEntry(entry: KvEntry): KvRecord {
+    return new KvRecord(entry.CreateIndex, entry.ModifyIndex, entry.LockIndex, sharedFlags(entry.Flags), bytesToLatin1(entry.Value), entry.Session);
+  }
+}
+
+/** A point-in-time view of the table for a snapshot: taken in O(1), unchanged by later writes. */
+export interface KvTableView {
+  readonly index: number;
+  readonly entries: SortedMapView<KvRecord>;
+  readonly tombstones: SortedMapView<number>;
+}
+
 export class KvTable {
-  private readonly entriesByKey = new Map<string, KvEntry>();
-  private sortedKeys = new SortedKeySet();
+  /** Every key's record, in key order (listings walk it; snapshots freeze it). */
+  private entries = new CowSortedMap<KvRecord>();
   /**
    * Deleted keys and the index of their delete. They keep a prefix's index from going backwards
    * when its newest key is deleted: a blocking `?recurse` query must see the delete as a change.
    */
-  private readonly tombstoneIndexByKey = new Map<string, number>();
-  private sortedTombstones = new SortedKeySet();
-  /** Keys locked by each session, so that destroying a session can release its locks. */
-  private readonly lockedKeysBySession = new Map<string, Set<string>>();
+  private tombstoneIndexes = new CowSortedMap<number>();
+  /** Keys locked by each session, so that destroying a session can release its locks. Derived: rebuilt on load. */
+  private lockedKeysBySession = new Map<string, Set<string>>();
   /** Index of the last write that changed the table (sets and deletes; not tombstone reaping). */
   private tableIndex = 0;
   /** While a transaction runs: what its writes replaced, to put back if it fails (see beginTransaction). */
@@ -101,20 +145,27 @@ export class KvTable {
   }
 
   get size(): number {
-    return this.entriesByKey.size;
+    return this.entries.size;
   }
 
   get tombstoneCount(): number {
-    return this.tombstoneIndexByKey.size;
+    return this.tombstoneIndexes.size;
   }
 
   get(key: string): KvEntry | undefined {
-    return this.entriesByKey.get(key);
+    return this.entries.get(key)?.toEntry(key);
+  }
+
+  /** The stored record of `key` (no copy), for readers that serialise it themselves. */
+  record(key: string): KvRecord | undefined {
+    return this.entries.get(key);
   }
 
   /** The entries whose key starts with `prefix`, in key order. */
   list(prefix: string): KvEntry[] {
-    return this.sortedKeys.withPrefix(prefix).map((key) => this.entriesByKey.get(key)!);
+    const result: KvEntry[] = [];
+    this.entries.forEachWithPrefix(prefix, (key, record) => result.push(record.toEntry(key)));
+    return result;
   }
 
   /**
@@ -124,21 +175,22 @@ export class KvTable {
    * `a/b`, `a/c/`.
    */
   keys(prefix: string, separator = ''): string[] {
-    if (separator === '') return this.sortedKeys.withPrefix(prefix);
+    if (separator === '') return this.entries.keysWithPrefix(prefix);
     const result: string[] = [];
-    const seen = new Set<string>();
-    for (const key of this.sortedKeys.withPrefix(prefix)) {
+    let lastCut: string | undefined;
+    this.entries.forEachWithPrefix(prefix, (key) => {
       const at = key.indexOf(separator, prefix.length);
       if (at === -1) {
         result.push(key);
-        continue;
+        return;
       }
+      // Keys sharing a cut are adjacent in key order: comparing with the last cut is enough.
       const cut = key.slice(0, at + separator.length);
-      if (!seen.has(cut)) {
-        seen.add(cut);
+      if (cut !== lastCut) {
+        lastCut = cut;
         result.push(cut);
       }
-    }
+    });
     return result;
   }
 
@@ -150,14 +202,12 @@ export class KvTable {
   prefixIndex(prefix: string): number {
     if (prefix === '') return this.tableIndex;
     let highest = 0;
-    for (const key of this.sortedKeys.withPrefix(prefix)) {
-      const modifyIndex = this.entriesByKey.get(key)!.ModifyIndex;
-      if (modifyIndex > highest) highest = modifyIndex;
-    }
-    for (const key of this.sortedTombstones.withPrefix(prefix)) {
-      const deleteIndex = this.tombstoneIndexByKey.get(key)!;
+    this.entries.forEachWithPrefix(prefix, (_key, record) => {
+      if (record.modifyIndex > highest) highest = record.modifyIndex;
+    });
+    this.tombstoneIndexes.forEachWithPrefix(prefix, (_key, deleteIndex) => {
       if (deleteIndex > highest) highest = deleteIndex;
-    }
+    });
     return highest !== 0 ? highest : this.tableIndex;
   }
 
@@ -169,7 +219,9 @@ export class KvTable {
 
   /** The tombstones under `prefix`, in key order (for inspection and tests). */
   tombstones(prefix = ''): KvTombstone[] {
-    return this.sortedTombstones.withPrefix(prefix).map((key) => ({ key, index: this.tombstoneIndexByKey.get(key)! }));
+    const result: KvTombstone[] = [];
+    this.tombstoneIndexes.forEachWithPrefix(prefix, (key, index) => result.push({ key, index }));
+    return result;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -181,16 +233,16 @@ export class KvTable {
    * Consul's code resets LockIndex to 0 here; Konsul keeps it (see fsm/README.md).
    */
   set(index: number, write: KvWrite): KvWriteDone {
-    const existing = this.entriesByKey.get(write.key);
-    return this.store(index, write, existing, existing?.Session, existing?.LockIndex ?? 0);
+    const existing = this.entries.get(write.key);
+    return this.store(index, write, existing, existing?.session, existing?.lockIndex ?? 0);
   }
 
   /** PUT ?cas=N: N = 0 writes only a missing key, N > 0 only a key whose ModifyIndex is N. */
   setCas(index: number, write: KvWrite, cas: number): KvWriteDone {
-    const existing = this.entriesByKey.get(write.key);
-    const matches = cas === 0 ? existing === undefined : existing?.ModifyIndex === cas;
+    const existing = this.entries.get(write.key);
+    const matches = cas === 0 ? existing === undefined : existing?.modifyIndex === cas;
     if (!matches) return done(false);
-    return this.store(index, write, existing, existing?.Session, existing?.LockIndex ?? 0);
+    return this.store(index, write, existing, existing?.session, existing?.lockIndex ?? 0);
   }
 
   /**
@@ -208,12 +260,12 @@ export class KvTable {
     if (!sessions.sessionExists(sessionId)) {
       return { kind: 'rejected', code: 'invalidSession', error: `invalid session ${JSON.stringify(sessionId)}` };
     }
-    const existing = this.entriesByKey.get(write.key);
+    const existing = this.entries.get(write.key);
     let lockIndex: number;
     if (existing === undefined) lockIndex = 1;
-    else if (existing.Session === sessionId) lockIndex = existing.LockIndex;
-    else if (existing.Session !== undefined) return done(false);
-    else lockIndex = existing.LockIndex + 1;
+    else if (existing.session === sessionId) lockIndex = existing.lockIndex;
+    else if (existing.session !== undefined) return done(false);
+    else lockIndex = existing.lockIndex + 1;
     return this.store(index, write, existing, sessionId, lockIndex);
   }
 
@@ -223,9 +275,9 @@ export class KvTable {
    */
   release(index: number, write: KvWrite, sessionId: string): KvWriteOutcome {
     if (sessionId === '') return { kind: 'rejected', code: 'missingSession', error: 'missing session' };
-    const existing = this.entriesByKey.get(write.key);
-    if (existing === undefined || existing.Session !== sessionId) return done(false);
-    return this.store(index, write, existing, undefined, existing.LockIndex);
+    const existing = this.entries.get(write.key);
+    if (existing === undefined || existing.session !== sessionId) return done(false);
+    return this.store(index, write, existing, undefined, existing.lockIndex);
   }
 
   /**
@@ -234,11 +286,10 @@ export class KvTable {
    * an existing key), and answers true for a missing key, as Consul does.
    */
   delete(index: number, key: string, cas?: number): KvWriteDone {
-    const existing = this.entriesByKey.get(key);
+    const existing = this.entries.get(key);
     if (existing === undefined) return done(true);
-    if (cas !== undefined && existing.ModifyIndex !== cas) return done(false);
-    this.remove(existing);
-    this.sortedKeys.delete(key);
+    if (cas !== undefined && existing.modifyIndex !== cas) return done(false);
+    this.remove(key, existing);
     this.putTombstone(key, index);
     this.tableIndex = index;
     return { kind: 'done', result: true, changedKeys: [key] };
@@ -249,12 +300,13 @@ export class KvTable {
    * prefix itself (none for the empty prefix: the table index covers it). Always true.
    */
   deleteTree(index: number, prefix: string): KvWriteDone {
-    const removedKeys = this.sortedKeys.deletePrefix(prefix);
-    if (removedKeys.length === 0) return done(true);
-    for (const key of removedKeys) this.remove(this.entriesByKey.get(key)!);
+    const removed: [string, KvRecord][] = [];
+    this.entries.forEachWithPrefix(prefix, (key, record) => removed.push([key, record]));
+    if (removed.length === 0) return done(true);
+    for (const [key, record] of removed) this.remove(key, record);
     if (prefix !== '') this.putTombstone(prefix, index);
     this.tableIndex = index;
-    return { kind: 'done', result: true, changedKeys: removedKeys };
+    return { kind: 'done', result: true, changedKeys: removed.map(([key]) => key) };
   }
 
   /**
@@ -263,18 +315,12 @@ export class KvTable {
    * Changes no entry, so wakes no watcher and leaves the table index alone.
    */
   reapTombstones(upToIndex: number): number {
-    const survivors: string[] = [];
-    let reaped = 0;
-    for (const key of this.sortedTombstones.all()) {
-      if (this.tombstoneIndexByKey.get(key)! <= upToIndex) {
-        this.tombstoneIndexByKey.delete(key);
-        reaped++;
-      } else {
-        survivors.push(key);
-      }
-    }
-    if (reaped > 0) this.sortedTombstones = SortedKeySet.fromSorted(survivors);
-    return reaped;
+    const reaped: string[] = [];
+    this.tombstoneIndexes.forEachWithPrefix('', (key, deleteIndex) => {
+      if (deleteIndex <= upToIndex) reaped.push(key);
+    });
+    for (const key of reaped) this.tombstoneIndexes.delete(key);
+    return reaped.length;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -299,26 +345,18 @@ export class KvTable {
     if (undo === null) throw new Error('KvTable: no transaction is open');
     this.undo = null;
     for (const [key, previous] of undo.entries) {
-      const current = this.entriesByKey.get(key);
-      if (current?.Session !== undefined) this.untrackLock(current.Session, key);
+      const current = this.entries.get(key);
+      if (current?.session !== undefined) this.untrackLock(current.session, key);
       if (previous === undefined) {
-        if (current !== undefined) {
-          this.entriesByKey.delete(key);
-          this.sortedKeys.delete(key);
-        }
+        if (current !== undefined) this.entries.delete(key);
         continue;
       }
-      if (current === undefined) this.sortedKeys.add(key);
-      this.entriesByKey.set(key, previous);
-      if (previous.Session !== undefined) this.trackLock(previous.Session, key);
+      this.entries.set(key, previous);
+      if (previous.session !== undefined) this.trackLock(previous.session, key);
     }
     for (const [key, previousIndex] of undo.tombstones) {
-      if (previousIndex !== undefined) {
-        if (!this.tombstoneIndexByKey.has(key)) this.sortedTombstones.add(key);
-        this.tombstoneIndexByKey.set(key, previousIndex);
-      } else if (this.tombstoneIndexByKey.delete(key)) {
-        this.sortedTombstones.delete(key);
-      }
+      if (previousIndex !== undefined) this.tombstoneIndexes.set(key, previousIndex);
+      else this.tombstoneIndexes.delete(key);
     }
     this.tableIndex = undo.tableIndex;
   }
@@ -327,30 +365,34 @@ export class KvTable {
   // Snapshots.
   // -------------------------------------------------------------------------------------------
 
+  /** The table as of now, in O(1): later writes copy the nodes they change instead of changing them. */
+  view(): KvTableView {
+    return { index: this.tableIndex, entries: this.entries.freeze(), tombstones: this.tombstoneIndexes.freeze() };
+  }
+
+  /** The whole contents as plain objects (tests and the archive inspector; snapshots use view()). */
   dump(): KvTableDump {
-    const entries = this.sortedKeys.all().map((key) => this.entriesByKey.get(key)!);
-    return { index: this.tableIndex, entries, tombstones: this.tombstones() };
+    const view = this.view();
+    const entries: KvEntry[] = [];
+    for (const run of view.entries.leaves()) for (let i = run.offset; i < run.keys.length; i++) entries.push(run.values[i]!.toEntry(run.keys[i]!));
+    return { index: view.index, entries, tombstones: this.tombstones() };
   }
 
   /** Replaces the whole contents. Entries and tombstones must be in key order, without duplicates. */
   load(dump: KvTableDump): void {
-    this.entriesByKey.clear();
-    this.lockedKeysBySession.clear();
-    this.tombstoneIndexByKey.clear();
-    const keys: string[] = [];
-    for (const entry of dump.entries) {
-      this.entriesByKey.set(entry.Key, entry);
-      keys.push(entry.Key);
-      if (entry.Session !== undefined) this.trackLock(entry.Session, entry.Key);
-    }
-    this.sortedKeys = SortedKeySet.fromSorted(keys);
-    const tombstoneKeys: string[] = [];
-    for (const tombstone of dump.tombstones) {
-      this.tombstoneIndexByKey.set(tombstone.key, tombstone.index);
-      tombstoneKeys.push(tombstone.key);
-    }
-    this.sortedTombstones = SortedKeySet.fromSorted(tombstoneKeys);
-    this.tableIndex = dump.index;
+    const builder = new KvTableBuilder();
+    for (const entry of dump.entries) builder.addEntry(entry.Key, KvRecord.fromEntry(entry));
+    for (const tombstone of dump.tombstones) builder.addTombstone(tombstone.key, tombstone.index);
+    this.loadBuilt(builder, dump.index);
+  }
+
+  /** Replaces the whole contents with what a builder holds (a restore fed in pieces). */
+  loadBuilt(builder: KvTableBuilder, tableIndex: number): void {
+    this.entries = CowSortedMap.fromBuilder(builder.entries);
+    this.tombstoneIndexes = CowSortedMap.fromBuilder(builder.tombstones);
+    this.lockedKeysBySession = builder.locks;
+    this.tableIndex = tableIndex;
+    this.undo = null;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -359,56 +401,39 @@ export class KvTable {
    * Writes the new version of an entry. Like Consul (kvsSetTxn), a write that changes nothing
    * (same value, flags, session and lock index) is skipped: ModifyIndex stays, no watcher wakes.
    */
-  private store(index: number, write: KvWrite, existing: KvEntry | undefined, session: string | undefined, lockIndex: number): KvWriteDone {
-    if (
-      existing !== undefined &&
-      existing.Flags === write.flags &&
-      existing.Session === session &&
-      existing.LockIndex === lockIndex &&
-      sameBytes(existing.Value, write.value)
-    ) {
+  private store(index: number, write: KvWrite, existing: KvRecord | undefined, session: string | undefined, lockIndex: number): KvWriteDone {
+    const value = bytesToLatin1(write.value);
+    if (existing !== undefined && existing.flags === write.flags && existing.session === session && existing.lockIndex === lockIndex && existing.value === value) {
       return done(true);
     }
-    const entry: KvEntry = {
-      Key: write.key,
-      CreateIndex: existing?.CreateIndex ?? index,
-      ModifyIndex: index,
-      LockIndex: lockIndex,
-      Flags: write.flags,
-      Value: write.value,
-      ...(session !== undefined ? { Session: session } : {}),
-    };
-    this.undo?.recordEntry(write.key, existing);
-    if (existing === undefined) this.sortedKeys.add(write.key);
-    if (existing?.Session !== session) {
-      if (existing?.Session !== undefined) this.untrackLock(existing.Session, write.key);
-      if (session !== undefined) this.trackLock(session, write.key);
-    }
-    this.entriesByKey.set(write.key, entry);
-    this.tableIndex = index;
-    return { kind: 'done', result: true, changedKeys: [write.key] };
+    return this.storeRecord(index, write.key, existing, new KvRecord(existing?.createIndex ?? index, index, lockIndex, sharedFlags(write.flags), value, session));
   }
 
-  /** Drops an entry from the map and the lock index (the caller updates the sorted keys). */
-  private remove(entry: KvEntry): void {
-    this.undo?.recordEntry(entry.Key, entry);
-    this.entriesByKey.delete(entry.Key);
-    if (entry.Session !== undefined) this.untrackLock(entry.Session, entry.Key);
+  private storeRecord(index: number, key: string, existing: KvRecord | undefined, record: KvRecord): KvWriteDone {
+    this.undo?.recordEntry(key, existing);
+    if (existing?.session !== record.session) {
+      if (existing?.session !== undefined) this.untrackLock(existing.session, key);
+      if (record.session !== undefined) this.trackLock(record.session, key);
+    }
+    this.entries.set(key, record);
+    this.tableIndex = index;
+    return { kind: 'done', result: true, changedKeys: [key] };
+  }
+
+  /** Drops an entry and its lock. */
+  private remove(key: string, record: KvRecord): void {
+    this.undo?.recordEntry(key, record);
+    this.entries.delete(key);
+    if (record.session !== undefined) this.untrackLock(record.session, key);
   }
 
   private putTombstone(key: string, index: number): void {
-    this.undo?.recordTombstone(key, this.tombstoneIndexByKey.get(key));
-    if (!this.tombstoneIndexByKey.has(key)) this.sortedTombstones.add(key);
-    this.tombstoneIndexByKey.set(key, index);
+    this.undo?.recordTombstone(key, this.tombstoneIndexes.get(key));
+    this.tombstoneIndexes.set(key, index);
   }
 
   private trackLock(sessionId: string, key: string): void {
-    let keys = this.lockedKeysBySession.get(sessionId);
-    if (keys === undefined) {
-      keys = new Set();
-      this.lockedKeysBySession.set(sessionId, keys);
-    }
-    keys.add(key);
+    trackLock(this.lockedKeysBySession, sessionId, key);
   }
 
   private untrackLock(sessionId: string, key: string): void {
@@ -419,15 +444,65 @@ export class KvTable {
   }
 }
 
+/**
+ * Builds a table's contents from entries and tombstones arriving in key order (a snapshot being
+ * restored in pieces), aside from the live table. The caller checks the order.
+ */
+export class KvTableBuilder {
+  readonly entries = new SortedMapBuilder<KvRecord>();
+  readonly tombstones = new SortedMapBuilder<number>();
+  readonly locks = new Map<string, Set<string>>();
+
+  addEntry(key: string, record: KvRecord): void {
+    this.entries.add(key, record);
+    if (record.session !== undefined) trackLock(this.locks, record.session, key);
+  }
+
+  addTombstone(key: string, index: number): void {
+    this.tombstones.add(key, index);
+  }
+}
+
+function trackLock(locks: Map<string, Set<string>>, sessionId: string, key: string): void {
+  let keys = locks.get(sessionId);
+  if (keys === undefined) {
+    keys = new Set();
+    locks.set(sessionId, keys);
+  }
+  keys.add(key);
+}
+
+const ZERO_FLAGS = 0n;
+
+/** Flags of 0 (nearly every key) share one BigInt instead of holding one each. */
+export function sharedFlags(flags: bigint): bigint {
+  return flags === ZERO_FLAGS ? ZERO_FLAGS : flags;
+}
+
+/** Bytes as a latin1 string, one char per byte (flat: built in slices, not byte by byte). */
+export function bytesToLatin1(bytes: Uint8Array): string {
+  const SLICE = 8192;
+  if (bytes.length <= SLICE) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  let s = '';
+  for (let at = 0; at < bytes.length; at += SLICE) s += String.fromCharCode.apply(null, bytes.subarray(at, at + SLICE) as unknown as number[]);
+  return s;
+}
+
+export function latin1ToBytes(s: string): Uint8Array {
+  const bytes = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+  return bytes;
+}
+
 /** What an open transaction's writes replaced: the first previous state of each key they touched. */
 class KvUndoLog {
-  /** The entry before the transaction first wrote or removed the key (undefined: it did not exist). */
-  readonly entries = new Map<string, KvEntry | undefined>();
+  /** The record before the transaction first wrote or removed the key (undefined: it did not exist). */
+  readonly entries = new Map<string, KvRecord | undefined>();
   /** The tombstone index before the transaction first set it (undefined: no tombstone). */
   readonly tombstones = new Map<string, number | undefined>();
   constructor(readonly tableIndex: number) {}
 
-  recordEntry(key: string, previous: KvEntry | undefined): void {
+  recordEntry(key: string, previous: KvRecord | undefined): void {
     if (!this.entries.has(key)) this.entries.set(key, previous);
   }
 
@@ -440,8 +515,3 @@ function done(result: boolean): KvWriteDone {
   return { kind: 'done', result, changedKeys: NOTHING_CHANGED };
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
