@@ -30,7 +30,8 @@
 // Version 1 (one section per table, each sized up front: the whole state encoded at once) is still
 // read, so that data directories and snapshot archives written before version 2 restore.
 
-import { bytesToLatin1, KvRecord, KvTable, sharedFlags, type KvEntry, type KvTableDump, type KvTableView, type KvTombstone } from './state/kv.ts';
+import { KvTable, type KvEntry, type KvTableDump, type KvTableView, type KvTombstone } from './state/kv.ts';
+import { createIndexOf, flagsOf, lockIndexOf, modifyIndexOf, packRecord, recordFromEntry, recordToEntry, sessionOf, valueLengthOf, valueStart, type KvRecord } from './state/kv-record.ts';
 import { compareKeys } from './state/sorted-keys.ts';
 import { EVENT_RING_CAPACITY, isUuid, type EventsTableDump, type UserEvent } from './state/events.ts';
 import type { CatalogTableDump } from './state/catalog.ts';
@@ -235,21 +236,23 @@ function bytesFrame(tag: number, payload: Uint8Array): Uint8Array {
 
 function writeEntry(w: ByteWriter, key: string, r: KvRecord): void {
   w.str(key);
-  w.u64(r.createIndex);
-  w.u64(r.modifyIndex);
-  w.u64(r.lockIndex);
-  w.u64big(r.flags);
-  if (r.session !== undefined) {
+  w.u64(createIndexOf(r));
+  w.u64(modifyIndexOf(r));
+  w.u64(lockIndexOf(r));
+  w.u64big(flagsOf(r));
+  const session = sessionOf(r);
+  if (session !== undefined) {
     w.u8(1);
-    w.str(r.session);
+    w.str(session);
   } else {
     w.u8(0);
   }
-  w.latin1(r.value);
+  w.latin1(r, valueStart(r));
 }
 
 function entrySize(key: string, r: KvRecord): number {
-  return strSize(key) + 8 * 4 + 1 + (r.session !== undefined ? strSize(r.session) : 0) + 4 + r.value.length;
+  const session = sessionOf(r);
+  return strSize(key) + 8 * 4 + 1 + (session !== undefined ? strSize(session) : 0) + 4 + valueLengthOf(r);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,7 +453,7 @@ export function decodeSnapshot(data: Uint8Array): FsmState {
   let sessions: SessionsTableDump | undefined;
   const decoder = new SnapshotDecoder({
     kvIndex: (index) => (kvIndex = index),
-    kvEntry: (key, record) => entries.push(record.toEntry(key)),
+    kvEntry: (key, record) => entries.push(recordToEntry(key, record)),
     kvTombstone: (key, index) => tombstones.push({ key, index }),
     events: (dump) => (events = dump),
     catalog: (dump) => (catalog = dump),
@@ -479,13 +482,13 @@ function readRecord(r: ByteReader): KvRecord {
   const hasSession = r.u8();
   if (hasSession > 1) throw new SnapshotFormatError('bad session marker');
   const session = hasSession === 1 ? r.str() : undefined;
-  return new KvRecord(createIndex, modifyIndex, lockIndex, sharedFlags(flags), bytesToLatin1(r.bytes()), session);
+  return packRecord({ createIndex, modifyIndex, lockIndex, flags, session }, r.bytes());
 }
 
 /** Hands a whole decoded state to a sink, in the format's order (version 1 snapshots). */
 function feedState(state: FsmState, sink: SnapshotSink): void {
   sink.kvIndex(state.kv.index);
-  for (const entry of state.kv.entries) sink.kvEntry(entry.Key, KvRecord.fromEntry(entry));
+  for (const entry of state.kv.entries) sink.kvEntry(entry.Key, recordFromEntry(entry));
   for (const t of state.kv.tombstones) sink.kvTombstone(t.key, t.index);
   if (state.events !== undefined) sink.events(state.events);
   if (state.catalog !== undefined) sink.catalog(state.catalog);
@@ -552,7 +555,7 @@ function readKvVersion1(r: ByteReader): KvTableDump {
     const key = r.str();
     if (previousKey !== undefined && compareKeys(previousKey, key) >= 0) throw new SnapshotFormatError('KV entries out of order');
     previousKey = key;
-    entries.push(readRecord(r).toEntry(key));
+    entries.push(recordToEntry(key, readRecord(r)));
   }
   const tombstoneCount = r.u32();
   const tombstones: KvTombstone[] = [];
@@ -702,13 +705,13 @@ export class ByteWriter {
     this.length += b.length;
   }
 
-  /** Length-prefixed bytes given as a latin1 string (one char per byte: how the KV table keeps values). */
-  latin1(s: string): void {
-    this.u32(s.length);
-    this.reserve(s.length);
+  /** Length-prefixed bytes given as latin1 chars (one per byte) of `s` from `from` on: a KV record's value. */
+  latin1(s: string, from = 0): void {
+    this.u32(s.length - from);
+    this.reserve(s.length - from);
     const buffer = this.buffer;
     let at = this.length;
-    for (let i = 0; i < s.length; i++) buffer[at++] = s.charCodeAt(i);
+    for (let i = from; i < s.length; i++) buffer[at++] = s.charCodeAt(i);
     this.length = at;
   }
 

@@ -4,11 +4,23 @@
 // its HTTP API; fsm/README.md lists each rule with its source. Indexes are Raft log indexes: the
 // FSM passes the index of the entry being applied to every write.
 //
-// Storage (ADR 0015): one copy-on-write B+tree of immutable records in key order, and one of
-// tombstones, so that a snapshot is a view taken in O(1) that later writes do not change. Reads
+// Storage (ADR 0015): one copy-on-write B+tree of immutable packed records (kv-record.ts) in key
+// order, and one of tombstones, so that a snapshot is a view taken in O(1) that later writes do not change. Reads
 // answer fresh KvEntry objects built from the records.
 
 import { CowSortedMap, SortedMapBuilder, type SortedMapView } from './cow-sorted-map.ts';
+import {
+  createIndexOf,
+  lockIndexOf,
+  modifyIndexOf,
+  packRecord,
+  recordFromEntry,
+  recordToEntry,
+  sessionOf,
+  valueEquals,
+  flagsOf,
+  type KvRecord,
+} from './kv-record.ts';
 import { compareKeys } from './sorted-keys.ts';
 
 /** A KV pair as Consul's API shows it (the server serializes these names as they are). */
@@ -80,43 +92,6 @@ export interface KvTombstone {
 
 const NOTHING_CHANGED: readonly string[] = [];
 
-/**
- * What the table keeps per key. Immutable: a write stores a new record, so views taken for
- * snapshots and readers holding one see a consistent entry. The value is kept as a latin1 string
- * (one char per byte): at 100 bytes a string costs ~120 B of heap, a Uint8Array ~400 B (its own
- * ArrayBuffer and backing store). The key is the tree's; it is not repeated here.
- */
-export class KvRecord {
-  constructor(
-    readonly createIndex: number,
-    readonly modifyIndex: number,
-    readonly lockIndex: number,
-    readonly flags: bigint,
-    /** The value's bytes, one char (0..255) each. */
-    readonly value: string,
-    /** The session holding the lock; undefined when unlocked. */
-    readonly session: string | undefined,
-  ) {}
-
-  /** The entry as the API shows it (a fresh object with a fresh value buffer). */
-  toEntry(key: string): KvEntry {
-    const entry: KvEntry = {
-      Key: key,
-      CreateIndex: this.createIndex,
-      ModifyIndex: this.modifyIndex,
-      LockIndex: this.lockIndex,
-      Flags: this.flags,
-      Value: latin1ToBytes(this.value),
-      ...(this.session !== undefined ? { Session: this.session } : {}),
-    };
-    return entry;
-  }
-
-  static fromEntry(entry: KvEntry): KvRecord {
-    return new KvRecord(entry.CreateIndex, entry.ModifyIndex, entry.LockIndex, sharedFlags(entry.Flags), bytesToLatin1(entry.Value), entry.Session);
-  }
-}
-
 /** A point-in-time view of the table for a snapshot: taken in O(1), unchanged by later writes. */
 export interface KvTableView {
   readonly index: number;
@@ -153,7 +128,8 @@ export class KvTable {
   }
 
   get(key: string): KvEntry | undefined {
-    return this.entries.get(key)?.toEntry(key);
+    const record = this.entries.get(key);
+    return record === undefined ? undefined : recordToEntry(key, record);
   }
 
   /** The stored record of `key` (no copy), for readers that serialise it themselves. */
@@ -164,7 +140,7 @@ export class KvTable {
   /** The entries whose key starts with `prefix`, in key order. */
   list(prefix: string): KvEntry[] {
     const result: KvEntry[] = [];
-    this.entries.forEachWithPrefix(prefix, (key, record) => result.push(record.toEntry(key)));
+    this.entries.forEachWithPrefix(prefix, (key, record) => result.push(recordToEntry(key, record)));
     return result;
   }
 
@@ -203,7 +179,8 @@ export class KvTable {
     if (prefix === '') return this.tableIndex;
     let highest = 0;
     this.entries.forEachWithPrefix(prefix, (_key, record) => {
-      if (record.modifyIndex > highest) highest = record.modifyIndex;
+      const modifyIndex = modifyIndexOf(record);
+      if (modifyIndex > highest) highest = modifyIndex;
     });
     this.tombstoneIndexes.forEachWithPrefix(prefix, (_key, deleteIndex) => {
       if (deleteIndex > highest) highest = deleteIndex;
@@ -234,15 +211,15 @@ export class KvTable {
    */
   set(index: number, write: KvWrite): KvWriteDone {
     const existing = this.entries.get(write.key);
-    return this.store(index, write, existing, existing?.session, existing?.lockIndex ?? 0);
+    return this.store(index, write, existing, existing === undefined ? undefined : sessionOf(existing), existing === undefined ? 0 : lockIndexOf(existing));
   }
 
   /** PUT ?cas=N: N = 0 writes only a missing key, N > 0 only a key whose ModifyIndex is N. */
   setCas(index: number, write: KvWrite, cas: number): KvWriteDone {
     const existing = this.entries.get(write.key);
-    const matches = cas === 0 ? existing === undefined : existing?.modifyIndex === cas;
+    const matches = cas === 0 ? existing === undefined : existing !== undefined && modifyIndexOf(existing) === cas;
     if (!matches) return done(false);
-    return this.store(index, write, existing, existing?.session, existing?.lockIndex ?? 0);
+    return this.store(index, write, existing, existing === undefined ? undefined : sessionOf(existing), existing === undefined ? 0 : lockIndexOf(existing));
   }
 
   /**
@@ -262,10 +239,11 @@ export class KvTable {
     }
     const existing = this.entries.get(write.key);
     let lockIndex: number;
+    const holder = existing === undefined ? undefined : sessionOf(existing);
     if (existing === undefined) lockIndex = 1;
-    else if (existing.session === sessionId) lockIndex = existing.lockIndex;
-    else if (existing.session !== undefined) return done(false);
-    else lockIndex = existing.lockIndex + 1;
+    else if (holder === sessionId) lockIndex = lockIndexOf(existing);
+    else if (holder !== undefined) return done(false);
+    else lockIndex = lockIndexOf(existing) + 1;
     return this.store(index, write, existing, sessionId, lockIndex);
   }
 
@@ -276,8 +254,8 @@ export class KvTable {
   release(index: number, write: KvWrite, sessionId: string): KvWriteOutcome {
     if (sessionId === '') return { kind: 'rejected', code: 'missingSession', error: 'missing session' };
     const existing = this.entries.get(write.key);
-    if (existing === undefined || existing.session !== sessionId) return done(false);
-    return this.store(index, write, existing, undefined, existing.lockIndex);
+    if (existing === undefined || sessionOf(existing) !== sessionId) return done(false);
+    return this.store(index, write, existing, undefined, lockIndexOf(existing));
   }
 
   /**
@@ -288,7 +266,7 @@ export class KvTable {
   delete(index: number, key: string, cas?: number): KvWriteDone {
     const existing = this.entries.get(key);
     if (existing === undefined) return done(true);
-    if (cas !== undefined && existing.modifyIndex !== cas) return done(false);
+    if (cas !== undefined && modifyIndexOf(existing) !== cas) return done(false);
     this.remove(key, existing);
     this.putTombstone(key, index);
     this.tableIndex = index;
@@ -346,13 +324,15 @@ export class KvTable {
     this.undo = null;
     for (const [key, previous] of undo.entries) {
       const current = this.entries.get(key);
-      if (current?.session !== undefined) this.untrackLock(current.session, key);
+      const currentHolder = current === undefined ? undefined : sessionOf(current);
+      if (currentHolder !== undefined) this.untrackLock(currentHolder, key);
       if (previous === undefined) {
         if (current !== undefined) this.entries.delete(key);
         continue;
       }
       this.entries.set(key, previous);
-      if (previous.session !== undefined) this.trackLock(previous.session, key);
+      const previousHolder = sessionOf(previous);
+      if (previousHolder !== undefined) this.trackLock(previousHolder, key);
     }
     for (const [key, previousIndex] of undo.tombstones) {
       if (previousIndex !== undefined) this.tombstoneIndexes.set(key, previousIndex);
@@ -374,14 +354,14 @@ export class KvTable {
   dump(): KvTableDump {
     const view = this.view();
     const entries: KvEntry[] = [];
-    for (const run of view.entries.leaves()) for (let i = run.offset; i < run.keys.length; i++) entries.push(run.values[i]!.toEntry(run.keys[i]!));
+    for (const run of view.entries.leaves()) for (let i = run.offset; i < run.keys.length; i++) entries.push(recordToEntry(run.keys[i]!, run.values[i]!));
     return { index: view.index, entries, tombstones: this.tombstones() };
   }
 
   /** Replaces the whole contents. Entries and tombstones must be in key order, without duplicates. */
   load(dump: KvTableDump): void {
     const builder = new KvTableBuilder();
-    for (const entry of dump.entries) builder.addEntry(entry.Key, KvRecord.fromEntry(entry));
+    for (const entry of dump.entries) builder.addEntry(entry.Key, recordFromEntry(entry));
     for (const tombstone of dump.tombstones) builder.addTombstone(tombstone.key, tombstone.index);
     this.loadBuilt(builder, dump.index);
   }
@@ -402,29 +382,27 @@ export class KvTable {
    * (same value, flags, session and lock index) is skipped: ModifyIndex stays, no watcher wakes.
    */
   private store(index: number, write: KvWrite, existing: KvRecord | undefined, session: string | undefined, lockIndex: number): KvWriteDone {
-    const value = bytesToLatin1(write.value);
-    if (existing !== undefined && existing.flags === write.flags && existing.session === session && existing.lockIndex === lockIndex && existing.value === value) {
+    if (existing !== undefined && flagsOf(existing) === write.flags && sessionOf(existing) === session && lockIndexOf(existing) === lockIndex && valueEquals(existing, write.value)) {
       return done(true);
     }
-    return this.storeRecord(index, write.key, existing, new KvRecord(existing?.createIndex ?? index, index, lockIndex, sharedFlags(write.flags), value, session));
-  }
-
-  private storeRecord(index: number, key: string, existing: KvRecord | undefined, record: KvRecord): KvWriteDone {
-    this.undo?.recordEntry(key, existing);
-    if (existing?.session !== record.session) {
-      if (existing?.session !== undefined) this.untrackLock(existing.session, key);
-      if (record.session !== undefined) this.trackLock(record.session, key);
+    const record = packRecord({ createIndex: existing === undefined ? index : createIndexOf(existing), modifyIndex: index, lockIndex, flags: write.flags, session }, write.value);
+    this.undo?.recordEntry(write.key, existing);
+    const before = existing === undefined ? undefined : sessionOf(existing);
+    if (before !== session) {
+      if (before !== undefined) this.untrackLock(before, write.key);
+      if (session !== undefined) this.trackLock(session, write.key);
     }
-    this.entries.set(key, record);
+    this.entries.set(write.key, record);
     this.tableIndex = index;
-    return { kind: 'done', result: true, changedKeys: [key] };
+    return { kind: 'done', result: true, changedKeys: [write.key] };
   }
 
   /** Drops an entry and its lock. */
   private remove(key: string, record: KvRecord): void {
     this.undo?.recordEntry(key, record);
     this.entries.delete(key);
-    if (record.session !== undefined) this.untrackLock(record.session, key);
+    const holder = sessionOf(record);
+    if (holder !== undefined) this.untrackLock(holder, key);
   }
 
   private putTombstone(key: string, index: number): void {
@@ -455,7 +433,8 @@ export class KvTableBuilder {
 
   addEntry(key: string, record: KvRecord): void {
     this.entries.add(key, record);
-    if (record.session !== undefined) trackLock(this.locks, record.session, key);
+    const holder = sessionOf(record);
+    if (holder !== undefined) trackLock(this.locks, holder, key);
   }
 
   addTombstone(key: string, index: number): void {
@@ -470,28 +449,6 @@ function trackLock(locks: Map<string, Set<string>>, sessionId: string, key: stri
     locks.set(sessionId, keys);
   }
   keys.add(key);
-}
-
-const ZERO_FLAGS = 0n;
-
-/** Flags of 0 (nearly every key) share one BigInt instead of holding one each. */
-export function sharedFlags(flags: bigint): bigint {
-  return flags === ZERO_FLAGS ? ZERO_FLAGS : flags;
-}
-
-/** Bytes as a latin1 string, one char per byte (flat: built in slices, not byte by byte). */
-export function bytesToLatin1(bytes: Uint8Array): string {
-  const SLICE = 8192;
-  if (bytes.length <= SLICE) return String.fromCharCode.apply(null, bytes as unknown as number[]);
-  let s = '';
-  for (let at = 0; at < bytes.length; at += SLICE) s += String.fromCharCode.apply(null, bytes.subarray(at, at + SLICE) as unknown as number[]);
-  return s;
-}
-
-export function latin1ToBytes(s: string): Uint8Array {
-  const bytes = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
-  return bytes;
 }
 
 /** What an open transaction's writes replaced: the first previous state of each key they touched. */
