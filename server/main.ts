@@ -13,6 +13,7 @@ import { TcpTransport } from '../raft/transport/tcp-transport.ts';
 import { AddressBook } from './cluster/address-book.ts';
 import { ClusterManager } from './cluster/cluster-manager.ts';
 import { DEFAULTS, type ServerConfig } from './config.ts';
+import { sharedEventLoopLagMonitor } from './event-loop-lag.ts';
 import { buildApp } from './http/app.ts';
 import { AgentRpc } from './agent-rpc.ts';
 import { LocalAgent } from './local-agent.ts';
@@ -38,6 +39,8 @@ export interface RunningServer {
 }
 
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  // Event-loop lag is watched from the start, so a stall while the log is replayed shows too.
+  const eventLoopLag = sharedEventLoopLagMonitor();
   mkdirSync(config.dataDir, { recursive: true });
   const founders = config.dev ? { voters: [config.nodeName], learners: [] } : undefined;
   const storage = await LevelStorage.open(join(config.dataDir, 'raft'), { founders, sync: config.syncWrites, trailingEntries: config.snapshotTrailingEntries });
@@ -64,9 +67,16 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     },
     onUnreachable: (id) => raftRef?.reportUnreachable(id),
     onSnapshotStatus: (id, ok) => raftRef?.reportSnapshot(id, ok),
+    // Snapshots stream from the storage's files to followers, and from the leader into files here.
+    snapshots: storage,
     helloMeta: () => ({ httpAddr }),
     // Refused TLS handshakes, bad frames, misrouted messages; a peer being down is not an error here.
     onError: (err) => {
+      // A damaged snapshot file found while sending it: the operator must hear of it.
+      if (err.name === 'StorageCorruptionError' && config.logLevel !== 'silent') {
+        process.stderr.write(`konsul: [error] rpc: sending a snapshot: ${err.message}\n`);
+        return;
+      }
       // A refused TLS peer is a misconfiguration an operator must see (once in a while, not per dial).
       const tls = /TLS/.test(err.message);
       if (tls && Date.now() - lastTlsWarningMs > 10_000 && config.logLevel !== 'silent') {
@@ -77,7 +87,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       }
     },
   });
-  const raft = new RaftHost({
+  // Restores the state machine from the latest snapshot (streamed from its file) before anything runs.
+  const raft = await RaftHost.open({
     id: config.nodeName,
     storage,
     stateMachine: fsm,
@@ -85,6 +96,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     tickMs: config.raftTickMs,
     electionTicks: config.raftElectionTicks,
     snapshotEveryEntries: config.snapshotEveryEntries,
+    onSnapshot: (e) => {
+      if (config.logLevel === 'info' || config.logLevel === 'debug' || config.logLevel === 'trace') {
+        const what = e.kind === 'taken' ? 'taken' : e.kind === 'installed' ? 'installed from the leader' : 'restored at start';
+        process.stderr.write(`konsul: [info] raft: snapshot ${what} at index ${e.index} (term ${e.term}): ${formatBytes(e.bytes)} in ${Math.round(e.durationMs)} ms\n`);
+      }
+    },
   });
   raftRef = raft;
   let rpcAddress: { host: string; port: number };
@@ -194,6 +211,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       version: KONSUL_VERSION,
       shutdownSignal: shutdown.signal,
       localAgent,
+      eventLoopLag,
     },
     { logger: config.logLevel === 'silent' ? false : { level: config.logLevel } },
   );
@@ -266,6 +284,12 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       return stopping;
     },
   };
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 function readTlsFiles(config: ServerConfig): { cert: Buffer; key: Buffer; ca: Buffer } {

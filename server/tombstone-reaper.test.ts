@@ -10,7 +10,7 @@ t.test('the leader reaps tombstones once they are older than the TTL, and only t
   const dir = tempDataDir('konsul-reaper-');
   const storage = await LevelStorage.open(dir, { founders: { voters: ['n1'], learners: [] } });
   const fsm = new KonsulFsm();
-  const raft = new RaftHost({ id: 'n1', storage, stateMachine: fsm, tickMs: 10 });
+  const raft = await RaftHost.open({ id: 'n1', storage, stateMachine: fsm, tickMs: 10 });
   raft.start();
   t.teardown(async () => {
     await raft.stop();

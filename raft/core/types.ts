@@ -45,6 +45,10 @@ export interface SnapshotMeta {
 
 export interface Snapshot {
   readonly meta: SnapshotMeta;
+  /**
+   * The encoded state. The core never reads it, so it may be empty when the storage keeps the data
+   * in files and streams it out of band (LevelStorage, docs/adr/0003).
+   */
   readonly data: Uint8Array;
 }
 
@@ -113,7 +117,7 @@ export interface MsgHeartbeatResp extends Envelope {
   readonly context: string;
 }
 
-/** InstallSnapshot. The transport may stream `snapshot.data` in chunks; the core sees it whole. */
+/** InstallSnapshot. The transport streams the data in chunks (from and to the storage's files, or `snapshot.data`). */
 export interface MsgSnap extends Envelope {
   readonly type: 'snap';
   readonly snapshot: Snapshot;

@@ -1,27 +1,40 @@
 // The Ready loop: the one place where the pure Raft core meets time, disk and the network.
 // Proposals made while a Ready is being persisted go straight into the core's unstable log, so the
 // next Ready carries all of them in one synced write and one append message (group commit).
+//
+// Snapshots never stop the loop: a snapshot is an O(1) view of the state machine taken between two
+// Readys, whose encoding is then streamed into a file in the background while entries go on being
+// applied, saved and sent; installing one (at start, or from the leader) feeds the file to the
+// state machine in pieces, the old state serving reads until the swap. Both give the event loop a
+// turn every few milliseconds of their own CPU time.
 import { randomInt, randomUUID } from 'node:crypto';
-import { NotLeaderError, RaftError } from '../core/errors.ts';
+import { performance } from 'node:perf_hooks';
+import { invariant, NotLeaderError, RaftError } from '../core/errors.ts';
 import type { RandomSource } from '../core/prng.ts';
 import type { RaftConfig } from '../core/raft.ts';
 import { RawNode } from '../core/raw-node.ts';
 import type { RaftStorage } from '../core/storage.ts';
-import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, Snapshot, SoftState, Status } from '../core/types.ts';
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, Snapshot, SnapshotMeta, SoftState, Status } from '../core/types.ts';
+import type { CreatedSnapshot, SnapshotDataReader, SnapshotDataSource } from './snapshot-data.ts';
+import type { HostStateMachine, StateMachineSnapshot } from './state-machine.ts';
 
-/** Durable storage as the host drives it: the core's read side plus one synced save per Ready. */
+export type { HostStateMachine, StateMachineRestore, StateMachineSnapshot } from './state-machine.ts';
+
+/**
+ * Durable storage as the host drives it: the core's read side plus one synced save per Ready, and
+ * snapshot data streamed to and from it. `snapshot().data` may be empty: the data lives in the
+ * storage's files and is read with openSnapshot().
+ */
 export interface HostStorage extends RaftStorage {
   save(ready: { snapshot: Snapshot | null; entries: readonly Entry[]; hardState: HardState | null }): Promise<void>;
-  createSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot>;
+  /**
+   * Writes the snapshot at `index` from the state machine's pieces and records it (compacting the
+   * log). Null when a newer snapshot was installed meanwhile: this one was dropped.
+   */
+  createSnapshot(index: number, confState: ConfState, data: SnapshotDataSource): Promise<CreatedSnapshot | null>;
+  /** Opens a recorded snapshot's data (verified before its last piece is answered). */
+  openSnapshot(meta: SnapshotMeta): Promise<SnapshotDataReader>;
   close(): Promise<void>;
-}
-
-/** The replicated state machine. apply() is synchronous and deterministic. */
-export interface HostStateMachine {
-  apply(index: number, command: Uint8Array): unknown;
-  applyNoop(index: number): void;
-  snapshot(): Uint8Array;
-  restore(data: Uint8Array): void;
 }
 
 /** Delivers messages to other servers; never blocks the loop (queues and drops on its own). */
@@ -42,6 +55,52 @@ export interface RaftHostOptions {
   readonly snapshotEveryEntries?: number;
   /** Extra settings for the core (flow control limits and the like). */
   readonly raft?: Partial<Omit<RaftConfig, 'id' | 'storage' | 'random'>>;
+  /** Told of every snapshot taken, installed from the leader, or restored at start (for the server log). */
+  readonly onSnapshot?: (event: SnapshotEvent) => void;
+}
+
+export interface SnapshotEvent {
+  /** taken: written here and recorded; installed: received from the leader and restored; restored: loaded at start. */
+  readonly kind: 'taken' | 'installed' | 'restored';
+  readonly index: number;
+  readonly term: number;
+  /** Bytes of encoded state. */
+  readonly bytes: number;
+  /** From the view (taken) or the start of the restore to the end, milliseconds. */
+  readonly durationMs: number;
+}
+
+/** Figures about this node's snapshots (for /v1/agent/self and benchmarks). */
+export interface SnapshotStats {
+  /** Snapshots written and recorded by this node since it started. */
+  readonly taken: number;
+  readonly lastIndex: number;
+  readonly lastBytes: number;
+  readonly lastDurationMs: number;
+  readonly maxDurationMs: number;
+  /** Snapshots installed from a leader since this node started. */
+  readonly installs: number;
+  readonly lastInstallDurationMs: number;
+}
+
+/** Pieces asked of the state machine when taking a snapshot: small, so each costs well under a slice. */
+const SNAPSHOT_PIECE_BYTES = 64 * 1024;
+/** Pieces read from a snapshot file and fed to the state machine when installing one. */
+const RESTORE_PIECE_BYTES = 256 * 1024;
+/** CPU time snapshot work may take before it lets the event loop run (heartbeats, HTTP). */
+const SNAPSHOT_SLICE_MS = 8;
+
+interface SnapshotWaiter {
+  resolve(snapshot: { index: number; term: number }): void;
+  reject(err: Error): void;
+}
+
+/** stop() ended an install in progress (not a failure: the recorded snapshot is restored at the next start). */
+class HostStoppedError extends Error {
+  constructor() {
+    super('the Raft host stopped');
+    this.name = 'HostStoppedError';
+  }
 }
 
 /** Why a proposal or read failed; the HTTP layer maps these to statuses. */
@@ -124,17 +183,39 @@ export class RaftHost {
   private readonly commitAtStart: number;
   private lastLeaderContactMs = 0;
   private fatal: Error | null = null;
+  private readonly onSnapshot: ((event: SnapshotEvent) => void) | undefined;
+  /** The snapshot being written in the background (one at a time). */
+  private snapshotTask: Promise<void> | null = null;
+  /** snapshotNow() callers waiting for a snapshot taken after they asked. */
+  private snapshotWaiters: SnapshotWaiter[] = [];
+  private stats: SnapshotStats = { taken: 0, lastIndex: 0, lastBytes: 0, lastDurationMs: 0, maxDurationMs: 0, installs: 0, lastInstallDurationMs: 0 };
 
-  constructor(options: RaftHostOptions) {
+  /**
+   * Creates a host over `storage` and restores the state machine from the storage's snapshot,
+   * streamed from its file (the event loop keeps running meanwhile). Not ticking until start().
+   * On failure the storage is closed.
+   */
+  static async open(options: RaftHostOptions): Promise<RaftHost> {
+    try {
+      const host = new RaftHost(options);
+      await host.restoreAtStart();
+      return host;
+    } catch (err) {
+      await options.storage.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private constructor(options: RaftHostOptions) {
     this.id = options.id;
     this.storage = options.storage;
     this.fsm = options.stateMachine;
     this.transport = options.transport;
     this.tickMs = options.tickMs ?? 50;
     this.snapshotEveryEntries = options.snapshotEveryEntries ?? 16384;
+    this.onSnapshot = options.onSnapshot;
     this.commitAtStart = this.storage.initialState().hardState.commit;
     const snapshot = this.storage.snapshot();
-    if (snapshot.meta.index > 0) this.fsm.restore(snapshot.data);
     this.snapshotIndex = snapshot.meta.index;
     this.appliedIndex = snapshot.meta.index;
     this.node = new RawNode({
@@ -160,7 +241,10 @@ export class RaftHost {
     this.schedule();
   }
 
-  /** Stops ticking, finishes the Ready in progress, fails everything still waiting, closes storage. */
+  /**
+   * Stops ticking, finishes the Ready in progress (an install in progress is left to the next
+   * start), fails everything still waiting, drops a snapshot being written, closes storage.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
@@ -176,7 +260,10 @@ export class RaftHost {
     this.readBatch = null;
     this.reads.clear();
     this.confirmedReads.length = 0;
+    for (const w of this.snapshotWaiters.splice(0)) w.reject(new ProposalError('stopped', 'the server is shutting down'));
+    // Closing the storage drops a snapshot file being written; the task then lets go of its view.
     await this.storage.close();
+    await this.snapshotTask;
   }
 
   /** Proposals still waiting for their outcome (the graceful shutdown drains them first). */
@@ -266,21 +353,25 @@ export class RaftHost {
     });
   }
 
-  /** Takes a snapshot of the applied state now and compacts the log behind it. */
-  async snapshotNow(): Promise<{ index: number; term: number }> {
-    if (this.stopped) throw new ProposalError('stopped', 'the server is shutting down');
-    // Wait for the loop to be idle so the snapshot is not taken in the middle of applying a Ready.
-    while (this.loopRunning) await this.loopIdle;
-    const index = this.appliedIndex;
-    if (index > this.snapshotIndex) {
-      await this.storage.createSnapshot(index, this.node.confState(), this.fsm.snapshot());
-      this.snapshotIndex = index;
-    }
-    return { index: this.snapshotIndex, term: this.storage.snapshot().meta.term };
+  /**
+   * Takes a snapshot of the applied state now and compacts the log behind it; resolves once it is
+   * recorded, with the snapshot in force (a newer one if the leader's was installed meanwhile).
+   * The loop takes it at its next point between two Readys, after a snapshot already being written.
+   */
+  snapshotNow(): Promise<{ index: number; term: number }> {
+    if (this.stopped) return Promise.reject(new ProposalError('stopped', 'the server is shutting down'));
+    if (this.fatal) return Promise.reject(this.fatal);
+    const result = new Promise<{ index: number; term: number }>((resolve, reject) => this.snapshotWaiters.push({ resolve, reject }));
+    this.schedule();
+    return result;
   }
 
   lastSnapshotIndex(): number {
     return this.snapshotIndex;
+  }
+
+  snapshotStats(): SnapshotStats {
+    return { ...this.stats };
   }
 
   /** Log index of the configuration in force (the latest conf change in the log). */
@@ -399,18 +490,27 @@ export class RaftHost {
         let rd = this.node.ready();
         while (rd) {
           await this.handleReady(rd);
+          // Between two Readys (under load the loop may never run dry): everything handed out is applied.
+          this.maybeSnapshot();
           rd = this.node.ready();
         }
-        await this.maybeSnapshot();
+        this.maybeSnapshot();
       }
     } catch (err) {
       // Storage failures are not survivable: the durability contract can no longer be kept.
-      this.fatal = err instanceof Error ? err : new Error(String(err));
-      for (const p of this.proposals.values()) p.reject(this.fatal);
-      this.proposals.clear();
+      if (!(err instanceof HostStoppedError)) this.failWith(err);
     } finally {
       this.loopRunning = false;
     }
+  }
+
+  private failWith(err: unknown): void {
+    if (this.fatal) return;
+    const fatal = err instanceof Error ? err : new Error(String(err));
+    this.fatal = fatal;
+    for (const p of this.proposals.values()) p.reject(fatal);
+    this.proposals.clear();
+    for (const w of this.snapshotWaiters.splice(0)) w.reject(fatal);
   }
 
   private flushReadBatch(): void {
@@ -432,9 +532,15 @@ export class RaftHost {
       this.transport?.send(rd.messages);
     }
     if (rd.snapshot) {
-      this.fsm.restore(rd.snapshot.data);
+      // The storage has installed the leader's file; the old state serves reads until the swap.
+      // Messages arriving meanwhile are stepped into the core, as during an fsync.
+      const started = performance.now();
+      const bytes = await this.restoreFromStorage(rd.snapshot.meta);
+      const durationMs = performance.now() - started;
       this.appliedIndex = rd.snapshot.meta.index;
       this.snapshotIndex = rd.snapshot.meta.index;
+      this.stats = { ...this.stats, installs: this.stats.installs + 1, lastInstallDurationMs: durationMs };
+      this.emitSnapshot({ kind: 'installed', index: rd.snapshot.meta.index, term: rd.snapshot.meta.term, bytes, durationMs });
     }
     for (const entry of rd.committedEntries) this.applyEntry(entry);
     for (const read of rd.readStates) {
@@ -494,11 +600,149 @@ export class RaftHost {
     for (const l of this.softStateListeners) l(s);
   }
 
-  private async maybeSnapshot(): Promise<void> {
-    if (this.appliedIndex - this.snapshotIndex < this.snapshotEveryEntries) return;
-    const index = this.appliedIndex;
-    await this.storage.createSnapshot(index, this.node.confState(), this.fsm.snapshot());
-    this.snapshotIndex = index;
+  /**
+   * Starts a snapshot in the background when enough entries were applied since the last one or
+   * snapshotNow() asked for one. Called only between Readys.
+   */
+  private maybeSnapshot(): void {
+    if (this.snapshotTask || this.stopped || this.fatal) return;
+    const waiters = this.snapshotWaiters.splice(0);
+    if (waiters.length === 0 && this.appliedIndex - this.snapshotIndex < this.snapshotEveryEntries) return;
+    if (this.appliedIndex <= this.snapshotIndex) {
+      // Nothing applied since the snapshot in force.
+      const { index, term } = this.storage.snapshot().meta;
+      for (const w of waiters) w.resolve({ index, term });
+      return;
+    }
+    try {
+      this.startSnapshot(waiters);
+    } catch (err) {
+      // The view could not even be taken: the loop fails with it; nobody is left waiting.
+      for (const w of waiters) w.reject(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    }
+  }
+
+  /**
+   * Takes the state machine's view now (between Readys: its index is the applied index and the
+   * membership is as of it) and streams it into the storage without holding the loop.
+   */
+  private startSnapshot(waiters: readonly SnapshotWaiter[]): void {
+    const view = this.fsm.snapshotView();
+    const confState = this.node.confState();
+    const started = performance.now();
+    const task = (async (): Promise<void> => {
+      try {
+        invariant(view.index === this.appliedIndex, () => `snapshot view at ${view.index}, applied index ${this.appliedIndex}`);
+        const created = await this.storage.createSnapshot(view.index, confState, timeSlicedPieces(view, SNAPSHOT_PIECE_BYTES));
+        // Null: the leader's newer snapshot was installed meanwhile and this one was dropped.
+        if (created === null) return;
+        const durationMs = performance.now() - started;
+        this.snapshotIndex = Math.max(this.snapshotIndex, created.meta.index);
+        this.stats = {
+          ...this.stats,
+          taken: this.stats.taken + 1,
+          lastIndex: created.meta.index,
+          lastBytes: created.dataBytes,
+          lastDurationMs: durationMs,
+          maxDurationMs: Math.max(this.stats.maxDurationMs, durationMs),
+        };
+        this.emitSnapshot({ kind: 'taken', index: created.meta.index, term: created.meta.term, bytes: created.dataBytes, durationMs });
+      } catch (err) {
+        // Stopping closes the storage, which drops the file being written: not a failure.
+        if (!this.stopped) this.failWith(err);
+      } finally {
+        view.release();
+        this.snapshotTask = null;
+        const outcome = this.fatal ?? (this.stopped ? new ProposalError('stopped', 'the server is shutting down') : null);
+        const { index, term } = this.storage.snapshot().meta;
+        for (const w of waiters) {
+          if (outcome) w.reject(outcome);
+          else w.resolve({ index, term });
+        }
+        // Enough entries may have been applied meanwhile for the next one, or someone asked.
+        this.schedule();
+      }
+    })();
+    this.snapshotTask = task;
+  }
+
+  /** At start: the state machine gets the storage's snapshot, if there is one. */
+  private async restoreAtStart(): Promise<void> {
+    const meta = this.storage.snapshot().meta;
+    if (meta.index === 0) return;
+    const started = performance.now();
+    const bytes = await this.restoreFromStorage(meta);
+    this.emitSnapshot({ kind: 'restored', index: meta.index, term: meta.term, bytes, durationMs: performance.now() - started });
+  }
+
+  /**
+   * Streams the recorded snapshot `meta` into the state machine; answers its size in bytes. The
+   * reader checks the file's checksum before the last piece, so finish() (the swap) only ever
+   * sees verified data; on any failure the restore is aborted and the old state stays.
+   */
+  private async restoreFromStorage(meta: SnapshotMeta): Promise<number> {
+    const reader = await this.storage.openSnapshot(meta);
+    const restore = this.fsm.beginRestore();
+    let finished = false;
+    try {
+      let spentMs = 0;
+      for (;;) {
+        if (this.stopped) throw new HostStoppedError();
+        const piece = await reader.read(RESTORE_PIECE_BYTES);
+        if (piece === null) break;
+        const t0 = performance.now();
+        restore.write(piece);
+        spentMs += performance.now() - t0;
+        if (spentMs >= SNAPSHOT_SLICE_MS) {
+          await yieldToEventLoop();
+          spentMs = 0;
+        }
+      }
+      finished = true;
+      const restored = restore.finish();
+      invariant(restored === meta.index, () => `snapshot ${meta.index} restored the state machine to index ${restored}`);
+      return reader.dataBytes;
+    } finally {
+      if (!finished) restore.abort();
+      await reader.close();
+    }
+  }
+
+  private emitSnapshot(event: SnapshotEvent): void {
+    try {
+      this.onSnapshot?.(event);
+    } catch {
+      // A logging hook must not break snapshots.
+    }
+  }
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * The view's pieces, giving the event loop a turn whenever producing them took SNAPSHOT_SLICE_MS
+ * of CPU: each piece is bounded work, so no turn is held much longer than that.
+ */
+async function* timeSlicedPieces(view: StateMachineSnapshot, pieceBytes: number): AsyncGenerator<Uint8Array> {
+  const pieces = view.chunks(pieceBytes);
+  let spentMs = 0;
+  try {
+    for (;;) {
+      const t0 = performance.now();
+      const next = pieces.next();
+      spentMs += performance.now() - t0;
+      if (next.done === true) return;
+      yield next.value;
+      if (spentMs >= SNAPSHOT_SLICE_MS) {
+        await yieldToEventLoop();
+        spentMs = 0;
+      }
+    }
+  } finally {
+    pieces.return?.();
   }
 }
 

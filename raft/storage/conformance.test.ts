@@ -3,10 +3,10 @@
 import t from 'tap';
 import { CompactedError, RaftError, RaftInvariantError, UnavailableError } from '../core/errors.ts';
 import type { RaftStorage } from '../core/storage.ts';
-import type { ConfState, Entry, HardState, Snapshot } from '../core/types.ts';
+import type { ConfState, Entry, HardState, Snapshot, SnapshotMeta } from '../core/types.ts';
 import { LevelStorage } from './level-storage.ts';
 import { MemoryStorage } from './memory-storage.ts';
-import { normalEntries, tempDir } from './test-helpers.ts';
+import { readAllData, normalEntries, tempDir } from './test-helpers.ts';
 
 /** The `t` a subtest callback receives. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -18,7 +18,9 @@ interface Subject {
   setHardState(hs: HardState): Promise<void>;
   applySnapshot(snapshot: Snapshot): Promise<void>;
   /** Snapshot at `index`, then compaction up to `index - trailing`. */
-  createSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot>;
+  createSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<SnapshotMeta>;
+  /** The data of the snapshot in force (LevelStorage keeps it in a file, not in snapshot().data). */
+  snapshotData(): Promise<Uint8Array>;
   compact(index: number): Promise<void>;
   /** Close and reopen (durable subjects); a no-op in memory. */
   reopen(): Promise<void>;
@@ -42,8 +44,9 @@ const makeMemory: MakeSubject = async (_t, options = {}) => {
     createSnapshot: async (index, confState, data) => {
       const snapshot = storage.createSnapshot(index, confState, data);
       if (index - trailing >= storage.firstIndex()) storage.compact(index - trailing);
-      return snapshot;
+      return snapshot.meta;
     },
+    snapshotData: async () => storage.snapshot().data,
     compact: async (index) => storage.compact(index),
     reopen: async () => {},
   };
@@ -61,7 +64,15 @@ const makeLevel: MakeSubject = async (t, options = {}) => {
     append: (entries) => storage.save({ snapshot: null, entries, hardState: null }),
     setHardState: (hs) => storage.save({ snapshot: null, entries: [], hardState: hs }),
     applySnapshot: (snapshot) => storage.save({ snapshot, entries: [], hardState: null }),
-    createSnapshot: (index, confState, data) => storage.createSnapshot(index, confState, data),
+    createSnapshot: async (index, confState, data) => {
+      const created = await storage.createSnapshot(index, confState, data);
+      if (created === null) throw new Error(`snapshot ${index} was dropped`);
+      return created.meta;
+    },
+    snapshotData: async () => {
+      t.equal(storage.snapshot().data.length, 0, 'snapshot data is kept in its file, not in memory');
+      return readAllData(await storage.openSnapshot(storage.snapshot().meta));
+    },
     compact: (index) => storage.compact(index),
     reopen: async () => {
       await storage.close();
@@ -196,11 +207,10 @@ function suite(t: Test, make: MakeSubject): void {
     const s = await make(t);
     await s.append([...normalEntries(1, 3, 1), ...normalEntries(4, 6, 2)]);
     const data = Uint8Array.from([9, 8, 7]);
-    const snap = await s.createSnapshot(4, CONF, data);
-    t.same(snap.meta, { index: 4, term: 2, confState: CONF });
+    const meta = await s.createSnapshot(4, CONF, data);
+    t.same(meta, { index: 4, term: 2, confState: CONF });
     await checkDurably(t, s, (st) => {
       t.same(st.snapshot().meta, { index: 4, term: 2, confState: CONF });
-      t.same([...st.snapshot().data], [9, 8, 7]);
       t.same(st.initialState().confState, CONF);
       t.equal(st.firstIndex(), 5);
       t.equal(st.lastIndex(), 6);
@@ -212,6 +222,7 @@ function suite(t: Test, make: MakeSubject): void {
         [6, 2],
       ]);
     });
+    t.same([...(await s.snapshotData())], [9, 8, 7]);
     await t.rejects(s.createSnapshot(4, CONF, data), { name: 'RaftError', code: 'snapshotOutOfDate' });
     await t.rejects(s.createSnapshot(3, CONF, data), RaftError);
     await t.rejects(s.createSnapshot(7, CONF, data), RaftInvariantError, 'beyond the last index');
@@ -272,9 +283,9 @@ function suite(t: Test, make: MakeSubject): void {
       t.throws(() => st.term(6), CompactedError);
       t.throws(() => st.term(8), UnavailableError);
       t.same(st.snapshot().meta, snap.meta);
-      t.same([...st.snapshot().data], [1, 2]);
       t.same(st.initialState().confState, snap.meta.confState);
     });
+    t.same([...(await s.snapshotData())], [1, 2]);
     await s.append(normalEntries(8, 9, 3));
     t.same(termsOf(s.storage.entries(8, 10, NO_LIMIT)), [
       [8, 3],

@@ -13,7 +13,7 @@ import { StorageCorruptionError } from './errors.ts';
 import type { LevelStorageOptions } from './level-storage.ts';
 import { KEY_HARD_STATE, LevelStorage, LOG_DB_DIR, logKey, SNAPSHOT_DIR } from './level-storage.ts';
 import { snapshotFileName, SnapshotStore } from './snapshot-store.ts';
-import { normalEntries, tempDir } from './test-helpers.ts';
+import { normalEntries, readAllData, tempDir } from './test-helpers.ts';
 
 /** The `t` a subtest callback receives. */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -48,6 +48,11 @@ async function writeLog(t: Test, dir: string, last: number, commit: number): Pro
 
 async function snapshotFiles(dir: string): Promise<string[]> {
   return (await readdir(join(dir, SNAPSHOT_DIR))).sort();
+}
+
+/** The data of the snapshot in force, read from its file (snapshot().data is always empty). */
+async function snapshotText(storage: LevelStorage): Promise<string> {
+  return (await readAllData(await storage.openSnapshot(storage.snapshot().meta))).toString();
 }
 
 t.test('write, close, reopen: everything is there', async (t) => {
@@ -103,7 +108,8 @@ t.test('reopen after snapshot and compaction; old snapshot files are pruned', as
   const reopened = await openStorage(t, dir, { trailingEntries: 10 });
   t.same(reopened.recoveryReport.warnings, []);
   t.same(reopened.snapshot().meta, { index: 50, term: 3, confState: CONF });
-  t.equal(Buffer.from(reopened.snapshot().data).toString(), 'state@50');
+  t.equal(reopened.snapshot().data.length, 0, 'the data stays in its file');
+  t.equal(await snapshotText(reopened), 'state@50');
   t.equal(reopened.firstIndex(), 41);
   t.equal(reopened.lastIndex(), 60);
   t.equal(reopened.term(40), 3, 'the compaction point keeps its term');
@@ -126,7 +132,7 @@ t.test('reopen after installing a snapshot with entries following it', async (t)
   const reopened = await openStorage(t, dir);
   t.same(reopened.recoveryReport.warnings, []);
   t.same(reopened.snapshot().meta, snapshot.meta);
-  t.equal(Buffer.from(reopened.snapshot().data).toString(), 'leader state');
+  t.equal(await snapshotText(reopened), 'leader state');
   t.equal(reopened.firstIndex(), 101);
   t.equal(reopened.lastIndex(), 105);
   t.same(reopened.initialState(), { hardState: { term: 4, vote: '', commit: 100 }, confState: snapshot.meta.confState });
@@ -250,7 +256,7 @@ t.test('bad snapshot files', async (t) => {
 
     const reopened = await openStorage(t, dir, { trailingEntries: 25 });
     t.equal(reopened.snapshot().meta.index, 20);
-    t.equal(Buffer.from(reopened.snapshot().data).toString(), 's20');
+    t.equal(await snapshotText(reopened), 's20');
     t.equal(reopened.firstIndex(), 6);
     t.equal(reopened.lastIndex(), 40);
     t.match(reopened.recoveryReport.warnings, [new RegExp(`snapshot ${path} is unusable: .*checksum mismatch`), /falling back to the older snapshot .*0014\.snap/]);
@@ -296,7 +302,7 @@ t.test('bad snapshot files', async (t) => {
     await storage.createSnapshot(5, CONF, Buffer.from('s5'));
     await storage.close();
     const store = await SnapshotStore.open(join(dir, SNAPSHOT_DIR));
-    await store.save({ meta: { index: 9, term: 1, confState: CONF }, data: Buffer.from('never recorded') });
+    await store.save({ index: 9, term: 1, confState: CONF }, [Buffer.from('never recorded')]);
     const reopened = await openStorage(t, dir);
     t.equal(reopened.snapshot().meta.index, 5);
     t.match(reopened.recoveryReport.warnings, [/removed snapshot file .*0009\.snap newer than the recorded snapshot 5/]);
@@ -420,4 +426,164 @@ t.test('a single-voter RawNode campaigns, commits, restarts and finds its state 
   const next = restarted.propose([Buffer.from('after restart')]);
   await drive(restarted, reopened, replayed);
   t.equal(reopened.hardState().commit, next.lastIndex);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Snapshot data streamed out of band: written from pieces, received from a leader, read in pieces.
+// ---------------------------------------------------------------------------------------------
+
+/** Pieces of `text` handed out one per turn of the event loop, with a hook before each. */
+async function* slowPieces(text: string, pieceBytes: number, before?: (i: number) => Promise<void> | void): AsyncGenerator<Uint8Array> {
+  const data = Buffer.from(text);
+  for (let at = 0, i = 0; at < data.length; at += pieceBytes, i++) {
+    await before?.(i);
+    await new Promise((r) => setImmediate(r));
+    yield data.subarray(at, at + pieceBytes);
+  }
+}
+
+async function receive(storage: LevelStorage, meta: { index: number; term: number; confState: ConfState }, text: string): Promise<void> {
+  const data = Buffer.from(text);
+  const sink = storage.receiveSnapshot(meta, data.length);
+  // Overlapping writes, as the transport issues them.
+  await Promise.all([sink.write(data.subarray(0, 3)), sink.write(data.subarray(3))]);
+  await sink.finish();
+}
+
+t.test('a snapshot streams into its file while saves go on, then is recorded', async (t) => {
+  const dir = await tempDir(t);
+  const storage = await openStorage(t, dir, { trailingEntries: 5 });
+  await storage.save({ snapshot: null, entries: normalEntries(1, 20, 1), hardState: { term: 1, vote: '', commit: 20 } });
+  const text = 'x'.repeat(50_000);
+  let savedMeanwhile = 0;
+  const created = storage.createSnapshot(
+    20,
+    CONF,
+    slowPieces(text, 1000, async (i) => {
+      if (i === 10 || i === 30) {
+        // The file is being written: other writes are not held up by it.
+        await storage.save({ snapshot: null, entries: normalEntries(21 + savedMeanwhile, 21 + savedMeanwhile, 1), hardState: null });
+        savedMeanwhile++;
+      }
+    }),
+  );
+  t.same(await created, { meta: { index: 20, term: 1, confState: CONF }, dataBytes: text.length });
+  t.equal(savedMeanwhile, 2);
+  t.equal(storage.lastIndex(), 22);
+  t.equal(storage.firstIndex(), 16, 'compacted behind the snapshot, keeping 5 entries');
+  t.equal(await snapshotText(storage), text);
+  t.same(await snapshotFiles(dir), [snapshotFileName(1, 20)], 'no temporary file left');
+  await storage.close();
+  const reopened = await openStorage(t, dir, { trailingEntries: 5 });
+  t.same(reopened.recoveryReport.warnings, []);
+  t.equal(await snapshotText(reopened), text);
+});
+
+t.test("a snapshot received from the leader is installed by the Ready that carries it", async (t) => {
+  const dir = await tempDir(t);
+  const storage = await openStorage(t, dir);
+  await storage.save({ snapshot: null, entries: normalEntries(1, 10, 1), hardState: { term: 1, vote: '', commit: 10 } });
+  const meta = { index: 100, term: 4, confState: { voters: ['a', 'b', 'c'], learners: [] } };
+  await receive(storage, meta, 'leader state at 100');
+  t.match(await snapshotFiles(dir), [/^0000000000000004-0000000000000064\.snap\.[0-9a-f]+\.recv$/], 'kept under a temporary name until installed');
+  await storage.save({ snapshot: { meta, data: new Uint8Array(0) }, entries: normalEntries(101, 102, 4), hardState: { term: 4, vote: '', commit: 100 } });
+  t.same(storage.snapshot().meta, meta);
+  t.equal(storage.firstIndex(), 101);
+  t.equal(await snapshotText(storage), 'leader state at 100');
+  t.same(await snapshotFiles(dir), [snapshotFileName(4, 100)]);
+  await storage.close();
+  const reopened = await openStorage(t, dir);
+  t.same(reopened.recoveryReport.warnings, []);
+  t.same(reopened.snapshot().meta, meta);
+  t.equal(await snapshotText(reopened), 'leader state at 100');
+});
+
+t.test('received snapshots: duplicates, stale ones, aborted ones, wrong sizes and missing ones', async (t) => {
+  const dir = await tempDir(t);
+  const storage = await openStorage(t, dir);
+  await storage.save({ snapshot: null, entries: normalEntries(1, 10, 1), hardState: { term: 1, vote: '', commit: 10 } });
+  const at = (index: number, term: number) => ({ index, term, confState: CONF });
+  await receive(storage, at(50, 2), 'first copy');
+  await receive(storage, at(50, 2), 'second copy');
+  await receive(storage, at(60, 2), 'newer');
+  t.equal((await snapshotFiles(dir)).length, 2, 'a second copy of the same snapshot is dropped');
+
+  const aborted = storage.receiveSnapshot(at(70, 2), 100);
+  await aborted.write(Buffer.alloc(10));
+  await aborted.abort();
+  const short = storage.receiveSnapshot(at(80, 2), 100);
+  await short.write(Buffer.alloc(10));
+  await t.rejects(short.finish(), /ended after 10 of 100 bytes/);
+  const long = storage.receiveSnapshot(at(90, 2), 4);
+  await t.rejects(long.write(Buffer.alloc(5)), /overran its 4 bytes/);
+  await long.abort();
+  t.equal((await snapshotFiles(dir)).length, 2, 'failed receptions leave no file');
+
+  await t.rejects(
+    storage.save({ snapshot: { meta: at(75, 2), data: new Uint8Array(0) }, entries: [], hardState: null }),
+    { name: 'RaftInvariantError', message: /has no data and none was received/ },
+  );
+  await storage.save({ snapshot: { meta: at(60, 2), data: new Uint8Array(0) }, entries: [], hardState: { term: 2, vote: '', commit: 60 } });
+  t.equal(await snapshotText(storage), 'newer');
+  t.same(await snapshotFiles(dir), [snapshotFileName(2, 60)], 'the received snapshot below the installed one is removed');
+});
+
+t.test('a snapshot being written is dropped quietly when a newer one is installed or the storage closes', async (t) => {
+  const dir = await tempDir(t);
+  const storage = await openStorage(t, dir);
+  await storage.save({ snapshot: null, entries: normalEntries(1, 30, 1), hardState: { term: 1, vote: '', commit: 30 } });
+  const leaderMeta = { index: 200, term: 3, confState: CONF };
+  await receive(storage, leaderMeta, 'leader state');
+  const local = storage.createSnapshot(
+    30,
+    CONF,
+    slowPieces('y'.repeat(20_000), 1000, async (i) => {
+      if (i === 5) await storage.save({ snapshot: { meta: leaderMeta, data: new Uint8Array(0) }, entries: [], hardState: { term: 3, vote: '', commit: 200 } });
+    }),
+  );
+  t.equal(await local, null, 'superseded: no error');
+  t.same(storage.snapshot().meta, leaderMeta);
+  t.same(await snapshotFiles(dir), [snapshotFileName(3, 200)], 'its temporary file is gone');
+  await storage.save({ snapshot: null, entries: normalEntries(201, 210, 3), hardState: { term: 3, vote: '', commit: 210 } });
+
+  const closing = storage.createSnapshot(210, CONF, slowPieces('z'.repeat(20_000), 1000));
+  await new Promise((r) => setTimeout(r, 5));
+  await storage.close();
+  t.equal(await closing, null, 'closing drops it');
+  t.same(await snapshotFiles(dir), [snapshotFileName(3, 200)]);
+});
+
+t.test("a failing source fails only its snapshot; the storage carries on", async (t) => {
+  const dir = await tempDir(t);
+  const storage = await openStorage(t, dir);
+  await storage.save({ snapshot: null, entries: normalEntries(1, 5, 1), hardState: { term: 1, vote: '', commit: 5 } });
+  async function* failing(): AsyncGenerator<Uint8Array> {
+    yield Buffer.from('part');
+    throw new Error('encoder bug');
+  }
+  await t.rejects(storage.createSnapshot(5, CONF, failing()), /encoder bug/);
+  await storage.save({ snapshot: null, entries: normalEntries(6, 6, 1), hardState: null });
+  t.not(await storage.createSnapshot(5, CONF, [Buffer.from('s5')]), null);
+  t.same(await snapshotFiles(dir), [snapshotFileName(1, 5)]);
+});
+
+t.test('open verifies the snapshot file by streaming it and removes received files of an interrupted install', async (t) => {
+  const dir = await tempDir(t);
+  const storage = await openStorage(t, dir, { trailingEntries: 0 });
+  await storage.save({ snapshot: null, entries: normalEntries(1, 10, 1), hardState: { term: 1, vote: '', commit: 10 } });
+  const big = 'k'.repeat(3 * 1024 * 1024 + 7);
+  await storage.createSnapshot(10, CONF, slowPieces(big, 256 * 1024));
+  const sink = storage.receiveSnapshot({ index: 99, term: 2, confState: CONF }, 1000);
+  await sink.write(Buffer.alloc(100));
+  await storage.close();
+  const reopened = await openStorage(t, dir, { trailingEntries: 0 });
+  t.same(reopened.recoveryReport.warnings, []);
+  t.same(await snapshotFiles(dir), [snapshotFileName(1, 10)]);
+  t.equal(await snapshotText(reopened), big);
+  await reopened.close();
+  const path = join(dir, SNAPSHOT_DIR, snapshotFileName(1, 10));
+  const bytes = await readFile(path);
+  bytes[bytes.length - 2 * 1024 * 1024]! ^= 1;
+  await writeFile(path, bytes);
+  await t.rejects(LevelStorage.open(dir, { trailingEntries: 0 }), { name: 'StorageCorruptionError', path, problem: /checksum mismatch/ });
 });

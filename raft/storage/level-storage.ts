@@ -2,6 +2,8 @@
 // files (snapshot-store.ts). The log since the compaction point is mirrored in a MemoryStorage so the
 // core's reads stay synchronous; every write goes to LevelDB first (one synced batch) and reaches
 // the mirror only once durable, so the mirror never shows anything a crash could take back.
+// Snapshot data never enters the mirror: `snapshot().data` is empty, the data streams from and to
+// files out of band (openSnapshot, receiveSnapshot, createSnapshot from pieces).
 // See docs/adr/0003-storage-layout.md.
 //
 // Directory layout:   <dir>/log/         LevelDB
@@ -25,11 +27,12 @@ import { invariant, RaftError } from '../core/errors.ts';
 import { bootstrapEntries } from '../core/membership.ts';
 import type { RaftStorage } from '../core/storage.ts';
 import type { ConfState, Entry, HardState, Snapshot, SnapshotMeta } from '../core/types.ts';
+import type { CreatedSnapshot, SnapshotDataSink, SnapshotDataSource, SnapshotFiles } from '../host/snapshot-data.ts';
 import type { LogPosition } from './codec.ts';
 import { decodeEntry, decodeHardState, decodeLogPosition, decodeSnapshotMeta, encodeEntry, encodeHardState, encodeLogPosition, encodeSnapshotMeta } from './codec.ts';
 import { DecodeError, StorageCorruptionError } from './errors.ts';
 import { MemoryStorage } from './memory-storage.ts';
-import { SnapshotStore } from './snapshot-store.ts';
+import { SnapshotStore, type SnapshotFileReader, type WrittenSnapshotFile } from './snapshot-store.ts';
 
 export const LOG_DB_DIR = 'log';
 export const SNAPSHOT_DIR = 'snapshots';
@@ -116,14 +119,27 @@ export interface RecoveryReport {
   readonly warnings: readonly string[];
 }
 
-/** The writes the host performs for one Ready: steps 1 and 2 of the persistence contract. */
+/**
+ * The writes the host performs for one Ready: steps 1 and 2 of the persistence contract. A snapshot
+ * with empty data is one received through receiveSnapshot(); otherwise its data is written here.
+ */
 export interface ReadyToSave {
   readonly snapshot: Snapshot | null;
   readonly entries: readonly Entry[];
   readonly hardState: HardState | null;
 }
 
-export class LevelStorage implements RaftStorage {
+/** A createSnapshot() whose file is being written. */
+interface SnapshotWrite {
+  readonly index: number;
+  /** Aborted when the write becomes pointless: a newer snapshot was installed, or the storage closes. */
+  readonly controller: AbortController;
+  done: Promise<unknown>;
+}
+
+const receivedKey = (meta: { readonly term: number; readonly index: number }): string => `${meta.term}:${meta.index}`;
+
+export class LevelStorage implements RaftStorage, SnapshotFiles {
   readonly dir: string;
   readonly recoveryReport: RecoveryReport;
   private readonly db: LevelDb;
@@ -138,6 +154,10 @@ export class LevelStorage implements RaftStorage {
   /** After a failed write the disk state is unknown (fsync errors cannot be retried): refuse everything. */
   private failure: Error | null = null;
   private closed = false;
+  /** Snapshot files being written by createSnapshot(), outside the write serialisation. */
+  private readonly snapshotWrites = new Set<SnapshotWrite>();
+  /** Snapshots received from a leader (synced, under temporary names), by term and index, until a save() installs them. */
+  private readonly received = new Map<string, WrittenSnapshotFile>();
 
   private constructor(
     dir: string,
@@ -244,25 +264,78 @@ export class LevelStorage implements RaftStorage {
   }
 
   /**
-   * Records a snapshot of the state machine at `index` (which must be in the log), then compacts the
-   * log up to `index - trailingEntries` and removes old snapshot files.
+   * Writes a snapshot of the state machine at `index` (which must be in the log) from its data
+   * pieces, then records it and compacts the log up to `index - trailingEntries`, and removes old
+   * snapshot files. The file is written while other writes go on; only the recording step (rename,
+   * one batch, pruning) is serialised with them. The term and `index` are checked at once.
+   *
+   * Resolves null, having removed its file, when a snapshot at or beyond `index` was installed
+   * meanwhile or the storage is closing: the snapshot is no longer needed. Errors of `data` itself
+   * are passed on as they are (they leave the storage usable); I/O errors stop the storage.
    */
-  createSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot> {
-    return this.exclusive(async () => {
+  createSnapshot(index: number, confState: ConfState, data: SnapshotDataSource | Uint8Array): Promise<CreatedSnapshot | null> {
+    let meta: SnapshotMeta;
+    try {
+      this.checkWritable();
       const current = this.mirror.snapshot().meta.index;
       if (index <= current) throw new RaftError('snapshotOutOfDate', `snapshot ${index} is not newer than ${current}`);
       invariant(index <= this.mirror.lastIndex(), () => `snapshot index ${index} beyond last index ${this.mirror.lastIndex()}`);
-      const meta: SnapshotMeta = { index, term: this.mirror.term(index), confState };
-      const compactTo = index - this.trailingEntries;
-      const ops: BatchOp[] = [{ type: 'put', key: KEY_SNAPSHOT_META, value: encodeSnapshotMeta(meta) }];
-      const compacting = this.planCompaction(compactTo, index, ops);
-      await this.io('writing a snapshot file', () => this.snapshots.save({ meta, data }));
-      await this.io('recording a snapshot', () => writeBatch(this.db, ops, this.sync));
-      const snapshot = this.mirror.createSnapshot(index, confState, data);
-      if (compacting) this.mirror.compact(compactTo);
-      await this.io('removing old snapshot files', () => this.snapshots.prune(this.keepSnapshots));
-      return snapshot;
-    });
+      meta = { index, term: this.mirror.term(index), confState };
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const write: SnapshotWrite = { index, controller: new AbortController(), done: Promise.resolve() };
+    this.snapshotWrites.add(write);
+    const done = this.writeAndRecordSnapshot(meta, data instanceof Uint8Array ? [data] : data, write.controller.signal).finally(() => this.snapshotWrites.delete(write));
+    write.done = done;
+    return done;
+  }
+
+  /**
+   * Opens the stored snapshot `meta` for reading its data in pieces (the checksum is checked before
+   * the last piece is answered). Throws StorageCorruptionError if the file is gone or damaged.
+   */
+  openSnapshot(meta: { readonly term: number; readonly index: number }): Promise<SnapshotFileReader> {
+    return this.snapshots.read(meta);
+  }
+
+  /**
+   * Receives the data of the snapshot `meta` from a leader into a file of the snapshot directory.
+   * Once finished (synced), a save() of a Ready carrying this snapshot with empty data installs it.
+   * A failure here concerns only that file: the storage stays usable.
+   */
+  receiveSnapshot(meta: SnapshotMeta, totalBytes: number): SnapshotDataSink {
+    this.checkWritable();
+    const writer = this.snapshots.createWriter(meta, 'recv');
+    // Settled quietly here: the calls below report the failure.
+    writer.catch(() => undefined);
+    let written = 0;
+    return {
+      write: async (piece) => {
+        written += piece.length;
+        if (written > totalBytes) throw new RangeError(`snapshot ${meta.index} overran its ${totalBytes} bytes`);
+        await (await writer).write(piece);
+      },
+      finish: async () => {
+        const file = await (await writer).finish();
+        if (file.dataBytes !== totalBytes || this.closed) {
+          await this.snapshots.discard(file);
+          if (this.closed) throw new Error(`LevelStorage ${this.dir} is closed`);
+          throw new RangeError(`snapshot ${meta.index} ended after ${file.dataBytes} of ${totalBytes} bytes`);
+        }
+        const key = receivedKey(meta);
+        // The same term and index is the same snapshot (one leader per term): keep the first copy.
+        if (this.received.has(key)) await this.snapshots.discard(file);
+        else this.received.set(key, file);
+      },
+      abort: async () => {
+        try {
+          await (await writer).abort();
+        } catch {
+          // The file was never created.
+        }
+      },
+    };
   }
 
   /** Discards log entries up to and including `index`, which must be covered by the snapshot. */
@@ -275,12 +348,80 @@ export class LevelStorage implements RaftStorage {
     });
   }
 
-  /** Waits for writes in progress, then closes LevelDB. Later calls to write methods reject. */
+  /**
+   * Waits for writes in progress (snapshot files being written are dropped), then closes LevelDB.
+   * Later calls to write methods reject.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const write of this.snapshotWrites) write.controller.abort(new Error(`LevelStorage ${this.dir} is closing`));
+    await Promise.allSettled([...this.snapshotWrites].map((w) => w.done));
     await this.writeChain;
     await this.db.close();
+  }
+
+  private checkWritable(): void {
+    if (this.closed) throw new Error(`LevelStorage ${this.dir} is closed`);
+    if (this.failure) throw this.failedError();
+  }
+
+  private failedError(): Error {
+    return new Error(`LevelStorage ${this.dir} failed earlier and accepts no more writes: ${this.failure?.message ?? ''}`);
+  }
+
+  private async writeAndRecordSnapshot(meta: SnapshotMeta, data: SnapshotDataSource, signal: AbortSignal): Promise<CreatedSnapshot | null> {
+    const writer = await this.io('writing a snapshot file', () => this.snapshots.createWriter(meta, 'tmp'));
+    let file: WrittenSnapshotFile;
+    try {
+      for await (const piece of data) {
+        if (signal.aborted) break;
+        await this.io('writing a snapshot file', () => writer.write(piece));
+      }
+      if (signal.aborted) {
+        await writer.abort();
+        return null;
+      }
+      file = await this.io('writing a snapshot file', () => writer.finish());
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    const record = async (): Promise<CreatedSnapshot | null> => {
+      if (signal.aborted || meta.index <= this.mirror.snapshot().meta.index) {
+        await this.snapshots.discard(file);
+        return null;
+      }
+      const compactTo = meta.index - this.trailingEntries;
+      const ops: BatchOp[] = [{ type: 'put', key: KEY_SNAPSHOT_META, value: encodeSnapshotMeta(meta) }];
+      const compacting = this.planCompaction(compactTo, meta.index, ops);
+      await this.io('writing a snapshot file', () => this.snapshots.install(file));
+      await this.io('recording a snapshot', () => writeBatch(this.db, ops, this.sync));
+      this.mirror.createSnapshot(meta.index, meta.confState, EMPTY_DATA);
+      if (compacting) this.mirror.compact(compactTo);
+      await this.io('removing old snapshot files', () => this.snapshots.prune(this.keepSnapshots));
+      await this.dropReceived(meta.index);
+      return { meta, dataBytes: file.dataBytes };
+    };
+    if (signal.aborted) {
+      await this.snapshots.discard(file);
+      return null;
+    }
+    try {
+      return await this.exclusive(record);
+    } catch (err) {
+      await this.snapshots.discard(file).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Removes received snapshots at or below `index`: a snapshot that new is in force, they will never be installed. */
+  private async dropReceived(index: number): Promise<void> {
+    for (const [key, file] of this.received) {
+      if (file.meta.index > index) continue;
+      this.received.delete(key);
+      await this.snapshots.discard(file);
+    }
   }
 
   /** Adds the ops that compact the log up to `index`; false if there is nothing to compact. */
@@ -329,18 +470,33 @@ export class LevelStorage implements RaftStorage {
     }
     if (ops.length === 0) return;
 
-    if (snapshot) await this.io('writing a snapshot file', () => this.snapshots.save(snapshot));
+    if (snapshot) {
+      const key = receivedKey(snapshot.meta);
+      const received = this.received.get(key);
+      if (received) {
+        this.received.delete(key);
+        await this.io('installing a received snapshot', () => this.snapshots.install(received));
+      } else {
+        invariant(snapshot.data.length > 0, () => `snapshot ${snapshot.meta.index} (term ${snapshot.meta.term}) to install has no data and none was received`);
+        await this.io('writing a snapshot file', () => this.snapshots.save(snapshot.meta, [snapshot.data]));
+      }
+    }
     await this.io('writing the log', () => writeBatch(this.db, ops, this.sync));
-    if (snapshot) this.mirror.applySnapshot(snapshot);
+    if (snapshot) this.mirror.applySnapshot({ meta: snapshot.meta, data: EMPTY_DATA });
     if (fresh.length > 0) this.mirror.append(fresh);
     if (ready.hardState) this.mirror.setHardState(ready.hardState);
-    if (snapshot) await this.io('removing old snapshot files', () => this.snapshots.prune(this.keepSnapshots));
+    if (snapshot) {
+      // A snapshot being written here at or below this one is pointless now.
+      for (const write of this.snapshotWrites) if (write.index <= snapshot.meta.index) write.controller.abort(new Error(`snapshot ${snapshot.meta.index} was installed`));
+      await this.io('removing old snapshot files', () => this.snapshots.prune(this.keepSnapshots));
+      await this.dropReceived(snapshot.meta.index);
+    }
   }
 
   private exclusive<T>(op: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error(`LevelStorage ${this.dir} is closed`));
     const run = (): Promise<T> => {
-      if (this.failure) return Promise.reject(new Error(`LevelStorage ${this.dir} failed earlier and accepts no more writes: ${this.failure.message}`));
+      if (this.failure) return Promise.reject(this.failedError());
       return op();
     };
     const result = this.writeChain.then(run, run);
@@ -498,26 +654,26 @@ async function recover(db: LevelDb, dbPath: string, snapshots: SnapshotStore): P
       warnings.push(`removed snapshot file ${file.path}: no snapshot is recorded (an interrupted write)`);
     }
   }
-  if (snapshot && snapshot.meta.index > base.index) {
-    const term = termAt(snapshot.meta.index);
-    if (term === undefined) corrupt('snapshot meta', `snapshot ${snapshot.meta.index} lies beyond the end of the log (${lastIndex})`);
-    if (term !== snapshot.meta.term) corrupt(`log record ${snapshot.meta.index}`, `has term ${term}, but the snapshot at that index has term ${snapshot.meta.term}`);
+  if (snapshot && snapshot.index > base.index) {
+    const term = termAt(snapshot.index);
+    if (term === undefined) corrupt('snapshot meta', `snapshot ${snapshot.index} lies beyond the end of the log (${lastIndex})`);
+    if (term !== snapshot.term) corrupt(`log record ${snapshot.index}`, `has term ${term}, but the snapshot at that index has term ${snapshot.term}`);
   }
 
   const mirror = new MemoryStorage();
-  if (snapshot && snapshot.meta.index === base.index) {
-    mirror.applySnapshot(snapshot);
+  if (snapshot && snapshot.index === base.index) {
+    mirror.applySnapshot({ meta: snapshot, data: EMPTY_DATA });
   } else if (base.index > 0) {
     // A placeholder that only sets the compaction point; createSnapshot below replaces it.
     mirror.applySnapshot({ meta: { index: base.index, term: base.term, confState: { voters: [], learners: [] } }, data: EMPTY_DATA });
   }
   mirror.append(entries);
-  if (snapshot && snapshot.meta.index > base.index) mirror.createSnapshot(snapshot.meta.index, snapshot.meta.confState, snapshot.data);
+  if (snapshot && snapshot.index > base.index) mirror.createSnapshot(snapshot.index, snapshot.confState, EMPTY_DATA);
   mirror.setHardState(hardState);
   return {
     created: false,
     mirror,
-    report: { hardState, snapshot: snapshot?.meta ?? null, firstIndex: mirror.firstIndex(), lastIndex, truncatedTail, warnings },
+    report: { hardState, snapshot, firstIndex: mirror.firstIndex(), lastIndex, truncatedTail, warnings },
     repairs,
   };
 }
@@ -537,6 +693,7 @@ function tryDecodeEntry(value: Buffer, index: number): Entry | string {
  * The snapshot recorded in LevelDB, or if its file is unusable the newest older one the log still
  * continues from (it must not be below the compaction point), or none if the log is complete from
  * index 1. Files above the recorded snapshot are leftovers of an interrupted write and are removed.
+ * Files are verified by reading them through in pieces, never whole.
  */
 async function resolveSnapshot(
   snapshots: SnapshotStore,
@@ -544,7 +701,7 @@ async function resolveSnapshot(
   base: LogPosition,
   termAt: (index: number) => number | undefined,
   warnings: string[],
-): Promise<Snapshot | null> {
+): Promise<SnapshotMeta | null> {
   const files = await snapshots.list();
   for (const file of files) {
     if (file.index <= recorded.index) continue;
@@ -554,8 +711,8 @@ async function resolveSnapshot(
   const recordedPath = snapshots.pathOf(recorded.term, recorded.index);
   let problem: string;
   try {
-    const snapshot = await snapshots.load(recorded);
-    if (sameConfState(snapshot.meta.confState, recorded.confState)) return snapshot;
+    const meta = await snapshots.verify(recorded);
+    if (sameConfState(meta.confState, recorded.confState)) return meta;
     problem = 'its membership differs from the recorded snapshot meta';
   } catch (err) {
     if (!(err instanceof StorageCorruptionError)) throw err;
@@ -566,9 +723,9 @@ async function resolveSnapshot(
     if (file.index >= recorded.index || file.index < base.index) continue;
     if (termAt(file.index) !== file.term) continue; // not on this log's history
     try {
-      const snapshot = await snapshots.load(file);
+      const meta = await snapshots.verify(file);
       warnings.push(`falling back to the older snapshot ${file.path}; the log continues from it`);
-      return snapshot;
+      return meta;
     } catch (err) {
       if (!(err instanceof StorageCorruptionError)) throw err;
       warnings.push(`snapshot ${file.path} is unusable too: ${err.message}`);

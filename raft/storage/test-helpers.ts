@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Entry } from '../core/types.ts';
+import type { SnapshotDataReader } from '../host/snapshot-data.ts';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -23,4 +24,15 @@ export function normalEntries(lo: number, hi: number, term: number, dataBytes = 
     entries.push({ type: 'normal', index, term, data: new Uint8Array(data) });
   }
   return entries;
+}
+
+/** All the data of an opened snapshot, read in small pieces (verified), then the reader closed. */
+export async function readAllData(reader: SnapshotDataReader, pieceBytes = 64 * 1024): Promise<Buffer> {
+  const pieces: Uint8Array[] = [];
+  try {
+    for (let piece = await reader.read(pieceBytes); piece !== null; piece = await reader.read(pieceBytes)) pieces.push(piece);
+  } finally {
+    await reader.close();
+  }
+  return Buffer.concat(pieces);
 }

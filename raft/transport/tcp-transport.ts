@@ -10,14 +10,17 @@
 //   reported unreachable, it never holds up the others or the Ready loop;
 // - a failed dial puts the address in backoff (25 ms doubling to 1 s, jittered), during which
 //   messages are dropped and requests fail fast;
-// - a MsgSnap streams as begin + chunks + end, one chunk per turn of the event loop or per 'drain',
-//   with queued Raft messages going out between chunks.
+// - a MsgSnap streams as begin + chunks + end, read from the storage's snapshot file piece by piece
+//   (or from the message's data when it carries any), one chunk per read or per 'drain', with
+//   queued Raft messages going out between chunks; a received snapshot is written to a file of the
+//   storage (with backpressure on the socket) and delivered with empty data once synced.
 import { isIP } from 'node:net';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import type { Message, MsgSnap } from '../core/types.ts';
 import type { HostTransport } from '../host/raft-host.ts';
+import type { SnapshotDataSink, SnapshotFiles } from '../host/snapshot-data.ts';
 import {
   DEFAULT_MAX_FRAME_BYTES,
   FrameReader,
@@ -53,7 +56,10 @@ export interface TcpTransportOptions {
   readonly tls?: TcpTlsOptions;
   /** A peer's RPC address "host:port", looked up on every send (it may change over time). */
   resolve(id: string): string | undefined;
-  /** A Raft message for this node arrived (a MsgSnap once reassembled whole). */
+  /**
+   * A Raft message for this node arrived. A MsgSnap comes once all of it arrived: with `snapshots`,
+   * its data is in a synced file of the storage and `snapshot.data` is empty; without, in `data`.
+   */
   onMessage(message: Message): void;
   /** Answers an RPC request; a thrown error goes back as an error response (message and string `code`). */
   onRequest(from: PeerHello, method: string, body: Uint8Array): Promise<Uint8Array>;
@@ -71,6 +77,12 @@ export interface TcpTransportOptions {
   readonly maxQueueBytesPerPeer?: number;
   /** Size of the data chunks a snapshot is streamed in (default 1 MiB). */
   readonly snapshotChunkBytes?: number;
+  /**
+   * The storage's snapshot files: a MsgSnap with empty data is sent from the stored file of its
+   * meta, and received snapshots are written to files instead of memory. Without it, snapshots
+   * travel in `snapshot.data` and are reassembled in memory (tests, tools).
+   */
+  readonly snapshots?: SnapshotFiles;
   /** TCP connect plus TLS handshake limit; also the time an inbound connection has to say hello (default 5 s). */
   readonly dialTimeoutMs?: number;
   /** Largest frame accepted from a peer (default 64 MiB). */
@@ -117,6 +129,9 @@ const UNREACHABLE_REPORT_INTERVAL_MS = 100;
 const KEEPALIVE_DELAY_MS = 10_000;
 /** Snapshots being received on one connection at once; more is a misbehaving peer. */
 const MAX_INCOMING_SNAPSHOTS = 4;
+/** Received snapshot bytes waiting for the disk beyond which the connection stops reading. */
+const MAX_PENDING_SNAPSHOT_BYTES = 8 * 1024 * 1024;
+const EMPTY = new Uint8Array(0);
 /** Socket errors that only mean "the peer is down": reported through onUnreachable, not onError. */
 const QUIET_SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
 
@@ -128,9 +143,24 @@ interface PendingRequest {
 interface SnapJob {
   readonly message: MsgSnap;
   readonly stream: number;
-  offset: number;
+  /** Its begin frame was written: the stream can only be abandoned by dropping the connection. */
   begun: boolean;
   settled: boolean;
+}
+
+/** The data of a snapshot being sent, piece by piece. */
+interface SnapSource {
+  readonly totalBytes: number;
+  /** The next piece (at most the chunk size), or null after the last one. */
+  next(): Promise<Uint8Array | null>;
+  close(): Promise<void>;
+}
+
+/** The one task sending a link's snapshots over one connection. */
+interface SnapPump {
+  readonly conn: OutboundConn;
+  /** Set while it waits for the socket to drain. */
+  wake: (() => void) | null;
 }
 
 /** One outbound socket and what it learnt; replaced on every reconnect. */
@@ -156,7 +186,7 @@ interface Link {
   snapJobs: SnapJob[];
   /** Jobs whose end frame is written but not yet flushed. */
   readonly snapsFinishing: Set<SnapJob>;
-  snapImmediate: NodeJS.Immediate | null;
+  snapPump: SnapPump | null;
   readonly requests: Map<number, PendingRequest>;
   nextRequestId: number;
   nextStream: number;
@@ -166,9 +196,12 @@ interface Link {
   backoffUntil: number;
 }
 
+/** Where a snapshot being received goes: a file of the storage, or memory when there is no storage. */
+type IncomingSink = { readonly kind: 'file'; readonly sink: SnapshotDataSink } | { readonly kind: 'memory'; readonly chunks: Uint8Array[] };
+
 interface IncomingSnap {
   readonly begin: SnapBeginFrame;
-  readonly chunks: Uint8Array[];
+  readonly sink: IncomingSink;
   received: number;
 }
 
@@ -178,6 +211,9 @@ interface InboundConn {
   hello: PeerHello | null;
   helloTimer: NodeJS.Timeout | null;
   readonly snaps: Map<number, IncomingSnap>;
+  /** Snapshot bytes handed to files and not yet written; the socket is paused while there are too many. */
+  pendingSnapBytes: number;
+  paused: boolean;
   closed: boolean;
 }
 
@@ -305,8 +341,6 @@ export class TcpTransport implements HostTransport {
     this.stopped = true;
     const stoppedErr = (): TransportError => new TransportError('stopped', 'the transport is stopped');
     for (const link of this.links.values()) {
-      if (link.snapImmediate) clearImmediate(link.snapImmediate);
-      link.snapImmediate = null;
       const conn = link.conn;
       link.conn = null;
       if (conn) {
@@ -317,6 +351,8 @@ export class TcpTransport implements HostTransport {
       link.queuedBytes = 0;
       link.snapJobs = [];
       link.snapsFinishing.clear();
+      // The pump sees the transport stopped and closes its file.
+      this.wakePump(link);
       const requests = [...link.requests.values()];
       link.requests.clear();
       for (const r of requests) r.reject(stoppedErr());
@@ -385,7 +421,7 @@ export class TcpTransport implements HostTransport {
       if (buffered > 0 && buffered + frames.length > this.maxQueueBytes) this.dropMessages(to, plain);
       else this.write(link, frames);
     }
-    for (const m of snaps) link.snapJobs.push({ message: m, stream: link.nextStream++, offset: 0, begun: false, settled: false });
+    for (const m of snaps) link.snapJobs.push({ message: m, stream: link.nextStream++, begun: false, settled: false });
     this.ensureDialled(link);
     this.flush(link);
   }
@@ -421,57 +457,141 @@ export class TcpTransport implements HostTransport {
   private flush(link: Link): void {
     const conn = link.conn;
     if (!conn || conn.blocked) return;
-    if (link.queue.length > 0) {
-      const data = link.queue.length === 1 ? link.queue[0]! : Buffer.concat(link.queue, link.queuedBytes);
-      link.queue = [];
-      link.queuedBytes = 0;
-      if (!conn.socket.write(data)) {
-        conn.blocked = true;
-        return;
-      }
-    }
-    this.pumpSnapshot(link, conn);
+    this.flushQueue(link, conn);
+    if (!conn.blocked) this.kickSnapshots(link, conn);
   }
 
-  /** Writes the next piece of the current snapshot, then yields to the event loop (or waits for 'drain'). */
-  private pumpSnapshot(link: Link, conn: OutboundConn): void {
-    const job = link.snapJobs[0];
-    if (!job || link.snapImmediate) return;
-    const socket = conn.socket;
-    const m = job.message;
-    const data = m.snapshot.data;
-    if (!job.begun) {
-      job.begun = true;
-      socket.write(encodeFrame({
-        kind: 'snapBegin', stream: job.stream, from: m.from, to: m.to, term: m.term, meta: m.snapshot.meta, totalBytes: data.length,
-      }));
-    }
-    let ok = true;
-    if (job.offset < data.length) {
-      const end = Math.min(job.offset + this.chunkBytes, data.length);
-      socket.cork();
-      socket.write(encodeSnapChunkHeader(job.stream, end - job.offset));
-      ok = socket.write(data.subarray(job.offset, end));
-      socket.uncork();
-      job.offset = end;
-    }
-    if (job.offset >= data.length) {
-      link.snapJobs.shift();
-      link.snapsFinishing.add(job);
-      ok = socket.write(encodeFrame({ kind: 'snapEnd', stream: job.stream }), (err) => {
-        link.snapsFinishing.delete(job);
-        this.settleSnapshot(job, !err);
-      }) && ok;
-    }
-    if (!ok) {
-      conn.blocked = true;
+  private flushQueue(link: Link, conn: OutboundConn): void {
+    if (link.queue.length === 0) return;
+    const data = link.queue.length === 1 ? link.queue[0]! : Buffer.concat(link.queue, link.queuedBytes);
+    link.queue = [];
+    link.queuedBytes = 0;
+    if (!conn.socket.write(data)) conn.blocked = true;
+  }
+
+  /** Starts the link's snapshot pump if there is work, or wakes it if it waits for the socket. */
+  private kickSnapshots(link: Link, conn: OutboundConn): void {
+    const pump = link.snapPump;
+    if (pump) {
+      if (pump.conn === conn) this.wakePump(link);
       return;
     }
     if (link.snapJobs.length === 0) return;
-    link.snapImmediate = setImmediate(() => {
-      link.snapImmediate = null;
-      if (link.conn === conn) this.flush(link);
-    });
+    const started: SnapPump = { conn, wake: null };
+    link.snapPump = started;
+    void this.runSnapshotPump(link, started);
+  }
+
+  private wakePump(link: Link): void {
+    const wake = link.snapPump?.wake;
+    if (!wake) return;
+    link.snapPump!.wake = null;
+    wake();
+  }
+
+  /** Sends the link's snapshots one after the other, as long as its connection lasts. */
+  private async runSnapshotPump(link: Link, pump: SnapPump): Promise<void> {
+    try {
+      while (!this.stopped && link.conn === pump.conn && link.snapJobs.length > 0) {
+        const job = link.snapJobs[0]!;
+        let sent = false;
+        try {
+          sent = await this.streamSnapshot(link, pump, job);
+        } catch (err) {
+          // An unreadable or damaged file. A begun stream cannot be ended cleanly: dropping the
+          // connection makes the receiver discard what it got.
+          this.reportError(toError(err));
+          if (job.begun && link.conn === pump.conn) pump.conn.socket.destroy();
+        }
+        if (link.snapJobs[0] === job) link.snapJobs.shift();
+        if (!sent) this.settleSnapshot(job, false);
+      }
+    } finally {
+      if (link.snapPump === pump) link.snapPump = null;
+    }
+    // Jobs queued for a newer connection while this one was ending.
+    if (!this.stopped && link.conn && link.snapJobs.length > 0) this.flush(link);
+  }
+
+  /**
+   * Streams one snapshot: begin, chunks as they are read, end. True once the end frame is written
+   * (the job settles when it is flushed); false if the connection went away meanwhile.
+   */
+  private async streamSnapshot(link: Link, pump: SnapPump, job: SnapJob): Promise<boolean> {
+    const conn = pump.conn;
+    const alive = (): boolean => !this.stopped && link.conn === conn && !job.settled;
+    const m = job.message;
+    const source = await this.openSnapSource(m);
+    try {
+      if (!(await this.writable(link, pump)) || !alive()) return false;
+      job.begun = true;
+      const begin = encodeFrame({ kind: 'snapBegin', stream: job.stream, from: m.from, to: m.to, term: m.term, meta: m.snapshot.meta, totalBytes: source.totalBytes });
+      if (!conn.socket.write(begin)) conn.blocked = true;
+      let sent = 0;
+      for (;;) {
+        const piece = await source.next();
+        if (!alive()) return false;
+        if (piece === null) break;
+        if (!(await this.writable(link, pump)) || !alive()) return false;
+        const socket = conn.socket;
+        socket.cork();
+        socket.write(encodeSnapChunkHeader(job.stream, piece.length));
+        const ok = socket.write(piece);
+        socket.uncork();
+        if (!ok) conn.blocked = true;
+        sent += piece.length;
+      }
+      if (sent !== source.totalBytes) throw new Error(`snapshot ${m.snapshot.meta.index}: read ${sent} of its ${source.totalBytes} bytes`);
+      if (!(await this.writable(link, pump)) || !alive()) return false;
+      link.snapsFinishing.add(job);
+      const ok = conn.socket.write(encodeFrame({ kind: 'snapEnd', stream: job.stream }), (err) => {
+        link.snapsFinishing.delete(job);
+        this.settleSnapshot(job, !err);
+      });
+      if (!ok) conn.blocked = true;
+      return true;
+    } finally {
+      await source.close();
+    }
+  }
+
+  /**
+   * Resolves once the socket takes more, after the Raft messages queued for the peer went out (so
+   * heartbeats are never stuck behind a snapshot). False if the connection went away.
+   */
+  private async writable(link: Link, pump: SnapPump): Promise<boolean> {
+    const conn = pump.conn;
+    for (;;) {
+      if (this.stopped || link.conn !== conn) return false;
+      if (!conn.blocked) this.flushQueue(link, conn);
+      if (!conn.blocked) return true;
+      await new Promise<void>((resolve) => (pump.wake = resolve));
+    }
+  }
+
+  /** The snapshot's stored file when the message carries no data and there is a storage; else the data. */
+  private async openSnapSource(m: MsgSnap): Promise<SnapSource> {
+    const files = this.opts.snapshots;
+    const chunkBytes = this.chunkBytes;
+    if (files === undefined || m.snapshot.data.length > 0) {
+      const data = m.snapshot.data;
+      let offset = 0;
+      return {
+        totalBytes: data.length,
+        next: async () => {
+          if (offset >= data.length) return null;
+          // One chunk per turn of the event loop, like a file read. Views: nothing is copied.
+          await new Promise((resolve) => setImmediate(resolve));
+          const end = Math.min(offset + chunkBytes, data.length);
+          const piece = data.subarray(offset, end);
+          offset = end;
+          return piece;
+        },
+        close: async () => {},
+      };
+    }
+    const reader = await files.openSnapshot(m.snapshot.meta);
+    return { totalBytes: reader.dataBytes, next: () => reader.read(chunkBytes), close: () => reader.close() };
   }
 
   private settleSnapshot(job: SnapJob, ok: boolean): void {
@@ -568,7 +688,7 @@ export class TcpTransport implements HostTransport {
       queuedBytes: 0,
       snapJobs: [],
       snapsFinishing: new Set(),
-      snapImmediate: null,
+      snapPump: null,
       requests: new Map(),
       nextRequestId: 1,
       nextStream: 1,
@@ -663,8 +783,6 @@ export class TcpTransport implements HostTransport {
     conn.dialTimer = null;
     if (link.conn !== conn || this.stopped) return;
     link.conn = null;
-    if (link.snapImmediate) clearImmediate(link.snapImmediate);
-    link.snapImmediate = null;
     link.queue = [];
     link.queuedBytes = 0;
     // An address that never said hello (refused, timed out, proxy with nothing behind it) backs off;
@@ -685,6 +803,8 @@ export class TcpTransport implements HostTransport {
     link.snapsFinishing.clear();
     link.snapJobs = [];
     for (const job of jobs) this.settleSnapshot(job, false);
+    // The pump sees its connection gone and closes its file.
+    this.wakePump(link);
     for (const id of link.ids) this.reportUnreachable(id);
     if (lastError && !QUIET_SOCKET_ERRORS.has((lastError as NodeJS.ErrnoException).code ?? '')) this.reportError(lastError);
   }
@@ -712,7 +832,16 @@ export class TcpTransport implements HostTransport {
     }
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
-    const conn: InboundConn = { socket, reader: new FrameReader(this.maxFrameBytes), hello: null, helloTimer: null, snaps: new Map(), closed: false };
+    const conn: InboundConn = {
+      socket,
+      reader: new FrameReader(this.maxFrameBytes),
+      hello: null,
+      helloTimer: null,
+      snaps: new Map(),
+      pendingSnapBytes: 0,
+      paused: false,
+      closed: false,
+    };
     this.inbound.add(conn);
     conn.helloTimer = setTimeout(() => {
       conn.helloTimer = null;
@@ -742,6 +871,8 @@ export class TcpTransport implements HostTransport {
   private closeInbound(conn: InboundConn): void {
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
+    // Snapshots cut off mid-stream: their files are removed.
+    for (const snap of conn.snaps.values()) if (snap.sink.kind === 'file') void snap.sink.sink.abort();
     conn.snaps.clear();
     conn.closed = true;
     this.inbound.delete(conn);
@@ -767,27 +898,44 @@ export class TcpTransport implements HostTransport {
       case 'request':
         this.answer(conn, hello, frame.id, frame.method, frame.body);
         return;
-      case 'snapBegin':
+      case 'snapBegin': {
         if (conn.snaps.has(frame.stream) || conn.snaps.size >= MAX_INCOMING_SNAPSHOTS) throw new TransportCodecError(`unexpected snapshot stream ${frame.stream}`);
         if (frame.totalBytes > this.maxSnapshotBytes) throw new TransportCodecError(`snapshot of ${frame.totalBytes} bytes exceeds the ${this.maxSnapshotBytes}-byte limit`);
-        conn.snaps.set(frame.stream, { begin: frame, chunks: [], received: 0 });
+        const files = this.opts.snapshots;
+        const sink: IncomingSink = files ? { kind: 'file', sink: files.receiveSnapshot(frame.meta, frame.totalBytes) } : { kind: 'memory', chunks: [] };
+        conn.snaps.set(frame.stream, { begin: frame, sink, received: 0 });
         return;
+      }
       case 'snapChunk': {
         const snap = conn.snaps.get(frame.stream);
         if (!snap) throw new TransportCodecError(`chunk for unknown snapshot stream ${frame.stream}`);
         snap.received += frame.data.length;
         if (snap.received > snap.begin.totalBytes) throw new TransportCodecError(`snapshot stream ${frame.stream} overran its ${snap.begin.totalBytes} bytes`);
-        snap.chunks.push(frame.data);
+        if (snap.sink.kind === 'memory') snap.sink.chunks.push(frame.data);
+        else this.writeSnapChunk(conn, snap.sink.sink, frame.data);
         return;
       }
       case 'snapEnd': {
         const snap = conn.snaps.get(frame.stream);
         if (!snap) throw new TransportCodecError(`end of unknown snapshot stream ${frame.stream}`);
-        conn.snaps.delete(frame.stream);
-        const { begin } = snap;
+        const { begin, sink } = snap;
         if (snap.received !== begin.totalBytes) throw new TransportCodecError(`snapshot stream ${frame.stream} ended after ${snap.received} of ${begin.totalBytes} bytes`);
-        const data = snap.chunks.length === 1 ? snap.chunks[0]! : Buffer.concat(snap.chunks, snap.received);
-        this.deliver(hello, { type: 'snap', from: begin.from, to: begin.to, term: begin.term, snapshot: { meta: begin.meta, data } });
+        conn.snaps.delete(frame.stream);
+        const message = (data: Uint8Array): MsgSnap => ({ type: 'snap', from: begin.from, to: begin.to, term: begin.term, snapshot: { meta: begin.meta, data } });
+        if (sink.kind === 'memory') {
+          this.deliver(hello, message(sink.chunks.length === 1 ? sink.chunks[0]! : Buffer.concat(sink.chunks, snap.received)));
+          return;
+        }
+        // Delivered once the file is synced; Raft copes with the messages that overtake it.
+        sink.sink.finish().then(
+          () => {
+            if (!this.stopped) this.deliver(hello, message(EMPTY));
+          },
+          (err: unknown) => {
+            void sink.sink.abort();
+            this.reportError(new Error(`receiving snapshot ${begin.meta.index} from '${hello.id}': ${toError(err).message}`));
+          },
+        );
         return;
       }
       case 'hello':
@@ -795,6 +943,26 @@ export class TcpTransport implements HostTransport {
       case 'errorResponse':
         throw new TransportCodecError(`${hello.id} sent an unexpected ${frame.kind} frame`);
     }
+  }
+
+  /** Hands a chunk to the snapshot's file, pausing the socket while the disk is behind. */
+  private writeSnapChunk(conn: InboundConn, sink: SnapshotDataSink, data: Uint8Array): void {
+    conn.pendingSnapBytes += data.length;
+    if (!conn.paused && conn.pendingSnapBytes > MAX_PENDING_SNAPSHOT_BYTES) {
+      conn.paused = true;
+      conn.socket.pause();
+    }
+    sink.write(data).then(
+      () => {
+        conn.pendingSnapBytes -= data.length;
+        if (conn.paused && !conn.closed && conn.pendingSnapBytes <= MAX_PENDING_SNAPSHOT_BYTES / 2) {
+          conn.paused = false;
+          conn.socket.resume();
+        }
+      },
+      // The sender can only learn of it by losing the connection; it then retries.
+      (err: unknown) => this.failInbound(conn, new Error(`writing a received snapshot failed: ${toError(err).message}`)),
+    );
   }
 
   private deliver(hello: PeerHello, m: Message): void {

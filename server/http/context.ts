@@ -3,6 +3,7 @@ import type { RaftHost } from '../../raft/host/raft-host.ts';
 import type { KonsulFsm } from '../../fsm/konsul-fsm.ts';
 import type { ClusterService } from '../cluster/cluster-service.ts';
 import type { ServerConfig } from '../config.ts';
+import type { EventLoopLagMonitor } from '../event-loop-lag.ts';
 import type { LocalAgent } from '../local-agent.ts';
 
 /** The cluster as request handlers use it: membership and operations, plus the client paths. */
@@ -23,4 +24,6 @@ export interface ServerContext {
   readonly shutdownSignal: AbortSignal;
   /** The server's own agent (/v1/agent/service|check/*); absent in tests that build a bare app. */
   readonly localAgent?: LocalAgent;
+  /** This process's event-loop lag (/v1/agent/self Stats.runtime); absent in tests that build a bare app. */
+  readonly eventLoopLag?: EventLoopLagMonitor;
 }
