@@ -101,6 +101,11 @@ t.test('GET /v1/agent/self: runtime stats with event-loop lag; a 100 ms stall of
   for (const section of Object.values(first.Stats)) for (const v of Object.values(section)) t.equal(typeof v, 'string');
   const hasSnapshotStats = typeof (server.raft as { snapshotStats?: unknown }).snapshotStats === 'function';
   t.equal(first.Stats.snapshot !== undefined, hasSnapshotStats, 'a snapshot section exactly when the Raft host keeps snapshot figures');
+  if (first.Stats.snapshot) {
+    for (const key of ['taken', 'last_index', 'last_bytes', 'last_duration_ms', 'max_duration_ms', 'installs', 'last_install_duration_ms']) {
+      t.match(first.Stats.snapshot[key], /^\d+(\.\d+)?$/, `snapshot.${key} is a number (${first.Stats.snapshot[key]})`);
+    }
+  }
 
   // Start from a window without a stall (the server's own start may have held the loop).
   const deadline = performance.now() + 15_000;

@@ -6,7 +6,7 @@
 // Everything started here is registered with bench/lib/servers.ts's cleanup, and stopped by PID.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,7 +40,7 @@ export interface HttpResult {
   readonly ok: boolean;
   /** HTTP status, or 0 when no answer came (connection error or client timeout). */
   readonly status: number;
-  /** The answer's body (first 2 kB), or the error code ("ECONNREFUSED", "ECONNRESET", "timeout", ...). */
+  /** The answer's body (first 2 kB, or maxBytes), or the error code ("ECONNREFUSED", "ECONNRESET", "timeout", ...). */
   readonly text: string;
   readonly ms: number;
 }
@@ -48,8 +48,9 @@ export interface HttpResult {
 export function httpCall(
   method: string,
   url: string,
-  options: { body?: string | Buffer; agent?: http.Agent; timeoutMs?: number; headers?: Record<string, string> } = {},
+  options: { body?: string | Buffer; agent?: http.Agent; timeoutMs?: number; headers?: Record<string, string>; maxBytes?: number } = {},
 ): Promise<HttpResult> {
+  const maxBytes = options.maxBytes ?? 2048;
   const u = new URL(url);
   const body = options.body === undefined ? undefined : Buffer.isBuffer(options.body) ? options.body : Buffer.from(options.body);
   const t0 = performance.now();
@@ -69,12 +70,12 @@ export function httpCall(
         const chunks: Buffer[] = [];
         let bytes = 0;
         res.on('data', (c: Buffer) => {
-          if (bytes < 2048) chunks.push(c);
+          if (bytes < maxBytes) chunks.push(c);
           bytes += c.length;
         });
         res.on('end', () => {
           const status = res.statusCode ?? 0;
-          finish(status >= 200 && status < 300, status, Buffer.concat(chunks).toString('utf8').slice(0, 2048));
+          finish(status >= 200 && status < 300, status, Buffer.concat(chunks).toString('utf8').slice(0, maxBytes));
         });
         res.on('error', (e: NodeJS.ErrnoException) => finish(false, 0, e.code ?? e.message));
       },
@@ -152,8 +153,22 @@ interface MemberState {
   rpcAddr: string;
 }
 
-export async function startKonsulCluster(options: { nodes?: number; logLevel?: string; extraArgs?: readonly string[]; startTimeoutMs?: number } = {}): Promise<KonsulCluster> {
+export interface KonsulClusterOptions {
+  nodes?: number;
+  logLevel?: string;
+  extraArgs?: readonly string[];
+  startTimeoutMs?: number;
+  /** The Konsul checkout whose bin/konsul.js runs (and its working directory); default this one. */
+  root?: string;
+  /** Node options before the script (e.g. `--import` of a preload). */
+  nodeArgs?: readonly string[];
+  /** Environment of the server processes (default this process's). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function startKonsulCluster(options: KonsulClusterOptions = {}): Promise<KonsulCluster> {
   const n = options.nodes ?? 3;
+  const root = options.root ?? REPO_ROOT;
   const logLevel = options.logLevel ?? 'warn';
   const ports = await freePorts(2 * n);
   const members: MemberState[] = [];
@@ -185,7 +200,8 @@ export async function startKonsulCluster(options: { nodes?: number; logLevel?: s
 
   const spawnMember = (m: MemberState): Promise<void> => {
     const args = [
-      join(REPO_ROOT, 'bin', 'konsul.js'), 'server',
+      ...(options.nodeArgs ?? []),
+      join(root, 'bin', 'konsul.js'), 'server',
       '--node', m.name,
       '--data-dir', m.dataDir,
       '--http-addr', `127.0.0.1:${m.httpPort}`,
@@ -195,7 +211,7 @@ export async function startKonsulCluster(options: { nodes?: number; logLevel?: s
       '--log-level', logLevel,
       ...(options.extraArgs ?? []),
     ];
-    const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(process.execPath, args, { cwd: root, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     if (child.pid === undefined) throw new Error(`could not spawn konsul ${m.name}`);
     m.child = child;
     m.pid = child.pid;
@@ -375,15 +391,62 @@ export interface EtcdCluster {
   readonly env: NodeJS.ProcessEnv;
   /** PID of member m1..m3 from its pid file (0 if none). */
   pid(member: string): number;
+  /**
+   * Starts member m1..m3 (again, on its data dir) as etcd-cluster.sh's `restart N` does, but spawned
+   * directly, so its PID is etcd's at once; resolves with the PID (the member may not serve yet).
+   */
+  startMember(member: string): number;
   cpuMs(): number;
   stop(): Promise<void>;
 }
 
+const ETCD_PORTS: Record<(typeof ETCD_MEMBERS)[number], { client: number; peer: number }> = {
+  m1: { client: 32479, peer: 32480 },
+  m2: { client: 32579, peer: 32580 },
+  m3: { client: 32679, peer: 32680 },
+};
+
+/**
+ * One member of the 3-member cluster with exactly etcd-cluster.sh's flags, data dir, log and PID
+ * file ($root/mN/{data,etcd.log,etcd.pid}), so the script's stop, kill9, leader and wait work on it.
+ */
+function spawnEtcdMember(root: string, member: string): number {
+  const ports = ETCD_PORTS[member as (typeof ETCD_MEMBERS)[number]];
+  if (!ports) throw new Error(`no etcd member ${member}`);
+  const dir = join(root, member);
+  mkdirSync(dir, { recursive: true });
+  const peer = (m: (typeof ETCD_MEMBERS)[number]) => `http://127.0.0.1:${ETCD_PORTS[m].peer}`;
+  const log = openSync(join(dir, 'etcd.log'), 'a');
+  const child = spawn(
+    process.env.ETCD_BIN ?? 'etcd',
+    [
+      '--name', member,
+      '--data-dir', `${dir}/data`,
+      '--listen-client-urls', `http://127.0.0.1:${ports.client}`,
+      '--advertise-client-urls', `http://127.0.0.1:${ports.client}`,
+      '--listen-peer-urls', `http://127.0.0.1:${ports.peer}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${ports.peer}`,
+      '--initial-cluster', ETCD_MEMBERS.map((m) => `${m}=${peer(m)}`).join(','),
+      '--initial-cluster-token', 'konsul-bench',
+      '--initial-cluster-state', 'new',
+    ],
+    { stdio: ['ignore', log, log], detached: true },
+  );
+  closeSync(log);
+  if (child.pid === undefined) throw new Error(`could not spawn etcd ${member}`);
+  child.unref();
+  writeFileSync(join(dir, 'etcd.pid'), `${child.pid}\n`);
+  return child.pid;
+}
+
 /**
  * Starts a 3-member etcd (default settings, fsync on) through the shared script in a private
- * KBENCH_DIR, so `stop all` stops only what this benchmark started.
+ * KBENCH_DIR, so `stop all` stops only what this benchmark started. With `direct`, the members are
+ * spawned from here with the script's flags and layout (spawnEtcdMember) and the script only waits
+ * for their health: the script's own start checks each member 50 ms after forking it, which on a
+ * busy machine is before setsid has exec'd etcd, and fails.
  */
-export async function startEtcdCluster(): Promise<EtcdCluster> {
+export async function startEtcdCluster(options: { direct?: boolean } = {}): Promise<EtcdCluster> {
   const root = mkdtempSync(join(tmpdir(), 'konsul-etcd-cluster-bench-'));
   const env = { ...process.env, KBENCH_DIR: root };
   const script = join(SHARED_BENCH, 'etcd-cluster.sh');
@@ -397,7 +460,13 @@ export async function startEtcdCluster(): Promise<EtcdCluster> {
     return stopping;
   };
   const unregister = onCleanup('etcd cluster', stop);
-  const started = await runCommand('bash', [script, 'start', 'cluster'], { env, timeoutMs: 90_000 });
+  let started;
+  if (options.direct) {
+    for (const m of ETCD_MEMBERS) spawnEtcdMember(root, m);
+    started = await runCommand('bash', [script, 'wait', 'cluster'], { env, timeoutMs: 90_000 });
+  } else {
+    started = await runCommand('bash', [script, 'start', 'cluster'], { env, timeoutMs: 90_000 });
+  }
   if (started.code !== 0) {
     await stop();
     unregister();
@@ -417,6 +486,7 @@ export async function startEtcdCluster(): Promise<EtcdCluster> {
     root,
     env,
     pid,
+    startMember: (member) => spawnEtcdMember(root, member),
     cpuMs: () => ETCD_MEMBERS.reduce((a, m) => a + (pid(m) ? procCpuMs(pid(m)) : 0), 0),
     stop: async () => {
       await stop();
