@@ -40,6 +40,11 @@ export interface UnsafeMutations {
   readonly commitPreviousTermByCounting?: boolean;
   /** Grant votes without checking that the candidate's log is at least as up to date (§5.4.1). */
   readonly voteWithoutLogCheck?: boolean;
+  /**
+   * Let a new leader propose a membership change before an entry of its own term has committed: the
+   * single-server change bug of the Raft thesis (docs/adr/0002, rule 2).
+   */
+  readonly confChangeBeforeTermCommit?: boolean;
 }
 
 export interface RaftConfig {
@@ -936,7 +941,7 @@ export class Raft {
     if (this.configs.latestIndex() > this.log.committed) {
       throw new RaftError('confChangeInProgress', 'a membership change is still uncommitted; retry once it commits');
     }
-    if (!this.committedEntryInCurrentTerm()) {
+    if (!this.committedEntryInCurrentTerm() && !this.mutations.confChangeBeforeTermCommit) {
       throw new RaftError('confChangeInProgress', 'the new leader has not committed an entry of its term yet; retry shortly');
     }
     this.validateConfChange(change);

@@ -1,7 +1,8 @@
 // Runs the deterministic Raft simulation from the command line.
 //   npm run sim -- --seeds 1000 --start 1 --nodes 3        (also --nodes 3,5,7 to rotate sizes)
 //   npm run sim -- --seed 12345 --nodes 5 --verbose       (replay one seed with its full trace)
-// Options: --profile generic|figure8, --mutation commitPreviousTermByCounting|voteWithoutLogCheck,
+// Options: --profile generic|figure8|membership,
+// --mutation commitPreviousTermByCounting|voteWithoutLogCheck|confChangeBeforeTermCommit,
 // --tail N (trace events shown on failure), --quiet (only failures and the summary), --keep-going.
 import type { UnsafeMutations } from '../core/raft.ts';
 import { PROFILE_NAMES } from './profile.ts';
@@ -9,7 +10,7 @@ import type { ProfileName } from './profile.ts';
 import { failureReport, runSimulation } from './simulator.ts';
 import type { SimResult } from './simulator.ts';
 
-const MUTATIONS = ['commitPreviousTermByCounting', 'voteWithoutLogCheck'] as const;
+const MUTATIONS = ['commitPreviousTermByCounting', 'voteWithoutLogCheck', 'confChangeBeforeTermCommit'] as const satisfies readonly (keyof UnsafeMutations)[];
 type MutationName = (typeof MUTATIONS)[number];
 
 interface CliOptions {
@@ -113,7 +114,7 @@ function main(): void {
     const s = result.stats;
     if (!o.quiet || !result.ok) {
       process.stdout.write(
-        `seed=${seed} nodes=${nodes} ${result.ok ? 'ok' : 'FAIL'} hash=${result.traceHash} ticks=${s.ticks} leaders=${s.leaders} acked=${s.acked}/${s.proposals} reads=${s.readsServed}/${s.reads} crashes=${s.crashes} partitions=${s.partitions} conf=${s.confChangesProposed} removals=${s.removals} snaps=${s.snapshotsSent} live-after=${s.livenessTicks}\n`,
+        `seed=${seed} nodes=${nodes} ${result.ok ? 'ok' : 'FAIL'} hash=${result.traceHash} ticks=${s.ticks} leaders=${s.leaders} acked=${s.acked}/${s.proposals} reads=${s.readsServed}/${s.reads} crashes=${s.crashes} partitions=${s.partitions} splits=${s.configSplits} conf=${s.confChangesProposed} refused=${s.confChangesRefused} removals=${s.removals} snaps=${s.snapshotsSent} live-after=${s.livenessTicks}\n`,
       );
     }
     if (!result.ok) {

@@ -15,6 +15,19 @@ t.test('the same seed replays the same run', async (t) => {
   }
 });
 
+t.test('the targeted profiles replay the same run too', async (t) => {
+  for (const profile of ['figure8', 'membership'] as const) {
+    for (const nodes of [3, 5]) {
+      for (const seed of [3, 25]) {
+        const a = runSimulation({ seed, nodes, profile });
+        const b = runSimulation({ seed, nodes, profile });
+        t.equal(a.traceHash, b.traceHash, `${profile}, seed ${seed}, ${nodes} nodes: same trace hash`);
+        t.same(a.stats, b.stats, `${profile}, seed ${seed}, ${nodes} nodes: same statistics`);
+      }
+    }
+  }
+});
+
 t.test('printing the trace does not change the run (the replay command reproduces the failure)', async (t) => {
   const lines: string[] = [];
   const quiet = runSimulation({ seed: 7, nodes: 5 });

@@ -1,6 +1,7 @@
 // The simulated network: messages in flight, bucketed by the tick they are due. Faults are drawn
 // from the run's PRNG: loss, duplication, jitter and late delivery (which reorders), plus
-// partitions that come and heal (symmetric, one-directional, one node or the leader isolated).
+// partitions that come and heal (symmetric, one-directional, one node or the leader isolated), and
+// cuts the simulation places on purpose (splitOff: one given set of nodes from the rest).
 // Whether a message is lost is decided when it is due, so a partition that starts while a message
 // is in flight cuts it, and healing the network stops further losses at once.
 import type { Prng } from '../core/prng.ts';
@@ -89,6 +90,11 @@ export class Network {
     return null;
   }
 
+  /** Whether messages from -> to are cut. */
+  isCut(from: number, to: number): boolean {
+    return this.blockedLinks > 0 && this.blocked[from * this.size + to] === 1;
+  }
+
   partitioned(): boolean {
     return this.blockedLinks > 0;
   }
@@ -151,6 +157,19 @@ export class Network {
         return `isolate leader ${name(leader)}`;
       }
     }
+  }
+
+  /**
+   * Cuts `side` off from every other node (both directions), replacing any cut in place. Returns a
+   * description, or null if one side would be empty.
+   */
+  splitOff(side: ReadonlySet<number>, name: (n: number) => string): string | null {
+    if (side.size === 0 || side.size >= this.size) return null;
+    this.heal();
+    for (let a = 0; a < this.size; a++) {
+      for (let b = 0; b < this.size; b++) if (side.has(a) !== side.has(b)) this.block(a, b);
+    }
+    return `{${[...side].sort((x, y) => x - y).map(name).join(',')}} from the rest`;
   }
 
   heal(): void {

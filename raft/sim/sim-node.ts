@@ -102,6 +102,8 @@ export class SimNode {
   private commitRecorded = 0;
   /** The last term in which this node was seen leading (leaders are registered once per term). */
   private leaderTerm = 0;
+  /** The index of the first entry of that term (the empty entry a new leader appends). */
+  termStartIndex = 0;
   /** This incarnation's accepted proposals, by log index. */
   readonly proposals = new Map<number, Proposal>();
   /** This incarnation's reads not yet answered, by context. */
@@ -206,6 +208,8 @@ export class SimNode {
     const raft = this.raw!.raft;
     if (raft.role === 'leader' && raft.term !== this.leaderTerm) {
       this.leaderTerm = raft.term;
+      // Seen at once after the election (every call into the core is followed by this check).
+      this.termStartIndex = raft.log.lastIndex();
       this.env.checker.observeLeader({ id: this.id, term: raft.term, log: raft.log });
     }
   }

@@ -7,7 +7,7 @@
 import { NotLeaderError, RaftError, RaftInvariantError } from '../core/errors.ts';
 import { Prng } from '../core/prng.ts';
 import type { UnsafeMutations } from '../core/raft.ts';
-import type { ConfChange, ConfChangeType, Message, NodeId } from '../core/types.ts';
+import type { ConfChange, ConfChangeType, ConfState, Message, NodeId } from '../core/types.ts';
 import { MemoryStorage } from '../storage/memory-storage.ts';
 import { ClientHistory, SafetyChecker, SimViolation } from './checkers.ts';
 import type { LeaderView, Proposal, ViolationKind } from './checkers.ts';
@@ -48,7 +48,9 @@ export function emptySimStats(): SimStats {
     crashes: 0,
     partitions: 0,
     confChangesProposed: 0,
+    confChangesRefused: 0,
     removals: 0,
+    configSplits: 0,
     snapshotsSent: 0,
     livenessTicks: 0,
   };
@@ -68,9 +70,12 @@ export interface SimStats {
   readsFailed: number;
   crashes: number;
   partitions: number;
-  /** Membership changes the leader accepted, and removals that committed. */
+  /** Membership changes the leader accepted, those it refused, and removals that committed. */
   confChangesProposed: number;
+  confChangesRefused: number;
   removals: number;
+  /** Cuts between the members holding one of the leader's entries (configuration, first of its term) and the others. */
+  configSplits: number;
   snapshotsSent: number;
   livenessTicks: number;
 }
@@ -144,6 +149,17 @@ class Simulation implements NodeEnv {
   private stopQueue: number[] = [];
   private fresh: Proposal | null = null;
   private readonly stats: SimStats = emptySimStats();
+  /** The operator: the highest leader term it has seen, and until when it retries a requested change. */
+  private operatorTerm = 0;
+  private confRequestUntil = -1;
+  /** The requested change is autopilot's: remove a voter the leader cannot reach. */
+  private removeUnreachable = false;
+  /** A leader to crash or isolate soon after it accepted a membership change. */
+  private disruption: { readonly at: number; readonly node: number; readonly term: number } | null = null;
+  /** A disrupted leader waiting to come back; `cut` while the network cut is still the one isolating it. */
+  private disrupted: { readonly node: number; readonly term: number; cut: boolean } | null = null;
+  /** The entries (index/term) the network was split on, each at most once. */
+  private readonly configSplitsDone = new Set<string>();
 
   constructor(options: SimOptions) {
     this.seed = options.seed;
@@ -330,6 +346,7 @@ class Simulation implements NodeEnv {
     if (this.network.partitioned()) {
       if (this.time >= this.healAt) {
         this.network.heal();
+        if (this.disrupted !== null) this.disrupted.cut = false;
         this.trace.event(this.time, 'heal', -1);
       }
     } else if (chaos.chance(p.partitionChance)) {
@@ -342,6 +359,10 @@ class Simulation implements NodeEnv {
         this.trace.event(this.time, 'partition', -1, 0, 0, 0, 0, 0, described);
       }
     }
+
+    if (this.disruption !== null && this.disruption.at <= this.time) this.disrupt(this.disruption);
+    if (this.disrupted !== null) this.returnDisrupted();
+    if (p.configSplitChance > 0 || p.divergentSplitChance > 0) this.maybeSplitConfigs();
 
     const running = this.nodes.filter((n) => n.running);
     const crashed = this.nodes.filter((n) => n.status === 'crashed').length;
@@ -380,10 +401,27 @@ class Simulation implements NodeEnv {
     }
   }
 
-  /** Membership changes, proposed at the leader like an operator would. */
+  /**
+   * Membership changes, proposed at the leader like an operator would: now and then, and (targeted
+   * profiles) as soon as a new leader appears, retrying while the leader refuses.
+   */
   private operator(): void {
+    const p = this.profile;
     const chaos = this.chaos;
-    if (!chaos.chance(this.profile.confChangeChance)) return;
+    if (p.confChangeOnElection > 0 || p.confRetryTicks > 0) {
+      const newLeader = this.leader();
+      if (newLeader && newLeader.raw!.raft.term > this.operatorTerm) {
+        this.operatorTerm = newLeader.raw!.raft.term;
+        if (chaos.chance(p.confChangeOnElection)) {
+          this.confRequestUntil = this.time + p.confRetryTicks;
+          this.removeUnreachable = chaos.chance(p.removeUnreachableChance);
+        }
+      }
+      if (this.confRequestUntil < this.time && chaos.chance(p.confChangeChance)) this.confRequestUntil = this.time + p.confRetryTicks;
+      if (this.confRequestUntil < this.time) return;
+    } else if (!chaos.chance(p.confChangeChance)) {
+      return;
+    }
     const leader = this.leader();
     if (!leader) return;
     const cs = leader.raw!.latestConfState();
@@ -395,22 +433,182 @@ class Simulation implements NodeEnv {
     if (outsiders.length > 0) options.push({ type: 'addLearner', candidates: outsiders });
     const removable = [...cs.learners, ...(cs.voters.length > 1 ? cs.voters : [])];
     if (removable.length > 0 && members.size > 2) options.push({ type: 'removeNode', candidates: removable });
-    if (options.length === 0) return;
-    const option = options[chaos.int(options.length)]!;
+    // Autopilot prunes dead servers only down to a minimum quorum (one below the target size).
+    const prune = this.removeUnreachable && cs.voters.length >= Math.max(2, p.targetVoters) && members.size > 2;
+    const unreachable = prune ? cs.voters.filter((id) => this.unreachable(leader, id)) : [];
+    const steered = unreachable.length > 0 ? [] : p.targetVoters > 0 && chaos.chance(p.steerChance) ? this.steer(cs, promotable, outsiders) : [];
+    const choices = unreachable.length > 0 ? [{ type: 'removeNode' as const, candidates: unreachable }] : steered.length > 0 ? steered : options;
+    if (choices.length === 0) return;
+    const option = choices[chaos.int(choices.length)]!;
     const target = option.candidates[chaos.int(option.candidates.length)]!;
     const targetNode = this.nodes[this.nodeNumber(target)]!;
     try {
       const { term, index } = leader.raw!.proposeConfChange({ type: option.type, node: target });
       this.trace.event(this.time, 'confChange', leader.num, targetNode.num, term, index, 0, 0, option.type);
       this.stats.confChangesProposed++;
+      this.confRequestUntil = -1;
+      this.removeUnreachable = false;
       // A server joins the cluster by running with an empty disk (or the one it kept) and being told the log.
       if (option.type === 'addLearner' && (targetNode.status === 'absent' || targetNode.status === 'stopped')) targetNode.boot();
+      if (this.disruption === null && chaos.chance(p.disruptAfterConfChange)) {
+        this.disruption = { at: this.time + chaos.int(p.maxDisruptDelay + 1), node: leader.num, term };
+      }
     } catch (err) {
       if (!(err instanceof RaftError)) throw err;
+      this.stats.confChangesRefused++;
       this.trace.event(this.time, 'confChangeRejected', leader.num, targetNode.num, 0, 0, 0, 0, `${option.type} ${err.code}`);
     }
     leader.afterCall();
     leader.process();
+  }
+
+  /** Whether `leader` cannot reach member `id` now: it is down or the network cuts them apart. */
+  private unreachable(leader: SimNode, id: NodeId): boolean {
+    const node = this.nodes[this.nodeNumber(id)]!;
+    if (node === leader) return false;
+    return !node.running || this.network.isCut(leader.num, node.num) || this.network.isCut(node.num, leader.num);
+  }
+
+  /** The changes that move the number of voters towards the profile's target (at it: change the voters). */
+  private steer(cs: ConfState, promotable: NodeId[], outsiders: NodeId[]): { type: ConfChangeType; candidates: NodeId[] }[] {
+    const target = this.profile.targetVoters;
+    const voters = cs.voters.length;
+    const canRemove = voters > 1 && voters + cs.learners.length > 2;
+    const grow = promotable.length > 0 ? [{ type: 'addVoter' as const, candidates: promotable }] : outsiders.length > 0 ? [{ type: 'addLearner' as const, candidates: outsiders }] : [];
+    const shrink = canRemove ? [{ type: 'removeNode' as const, candidates: [...cs.voters] }] : [];
+    if (voters < target) return grow;
+    if (voters > target) return shrink;
+    return [...(promotable.length > 0 ? grow : []), ...shrink];
+  }
+
+  /** The leader that accepted a membership change loses leadership before it commits: crashed or cut off. */
+  private disrupt(d: { readonly node: number; readonly term: number }): void {
+    this.disruption = null;
+    const p = this.profile;
+    const node = this.nodes[d.node]!;
+    if (!node.running || node.raw!.raft.role !== 'leader' || node.raw!.raft.term !== d.term) return;
+    const crashed = this.nodes.filter((n) => n.status === 'crashed').length;
+    if (crashed < p.maxCrashed && this.chaos.chance(0.5)) {
+      node.crash();
+      node.restartAt = this.time + p.maxDownTicks;
+      this.stats.crashes++;
+      this.disrupted = { node: d.node, term: d.term, cut: false };
+      return;
+    }
+    const described = this.network.splitOff(new Set([node.num]), (n) => this.nodes[n]!.id);
+    if (described === null) return;
+    this.stats.partitions++;
+    this.healAt = this.time + p.cutMaxTicks;
+    this.disrupted = { node: d.node, term: d.term, cut: true };
+    this.trace.event(this.time, 'partition', -1, 0, 0, 0, 0, 0, `isolate leader ${node.id} after its membership change`);
+  }
+
+  /**
+   * A disrupted leader comes back (restarts, or its cut heals) soon after a leader of a later term
+   * appears, like a server that stalled long enough to be replaced: at the latest after the
+   * longest downtime or cut.
+   */
+  private returnDisrupted(): void {
+    const d = this.disrupted!;
+    const leader = this.leader();
+    if (!leader || leader.raw!.raft.term <= d.term) return;
+    this.disrupted = null;
+    const back = this.time + 1 + this.chaos.int(this.profile.electionTicks);
+    const node = this.nodes[d.node]!;
+    if (node.status === 'crashed' && node.restartAt > back) node.restartAt = back;
+    if (d.cut && this.network.partitioned() && this.healAt > back) this.healAt = back;
+  }
+
+  /**
+   * Splits old from new configurations: cuts the holders of one of the leader's entries off from
+   * the other members, replacing any partition in place (once per entry), while that entry has
+   * reached some members (at least one besides the leader) but not all.
+   *
+   * Ordinarily the entry is the leader's latest configuration entry: the members still on the old
+   * configuration are cut from those on the new one. When members disagree on the configuration
+   * (some node holds an uncommitted configuration entry the leader lacks, left by an earlier leader),
+   * the entry may also be the first one of the leader's term, which separates the nodes that have
+   * heard from the new leader from those that only know the other configuration. The side cut off
+   * may then elect a leader of its own; that is safe only if the configurations' majorities intersect.
+   */
+  private maybeSplitConfigs(): void {
+    const p = this.profile;
+    const leader = this.leader();
+    if (!leader) return;
+    const raft = leader.raw!.raft;
+    const confIndex = raft.confIndex();
+    const divergent = this.divergentConfiguration(leader);
+    const refs = [{ index: confIndex, term: raft.log.term(confIndex), what: 'configuration entry' }];
+    if (divergent !== null) refs.push({ index: leader.termStartIndex, term: raft.term, what: `first entry of term ${raft.term}` });
+    const eligible: { ref: string; what: string; side: Set<number> }[] = [];
+    for (const { index, term, what } of refs) {
+      const ref = `${index}/${term}`;
+      if (index === 0 || term === 0 || this.configSplitsDone.has(ref)) continue;
+      const side = new Set<number>();
+      let others = 0;
+      for (const node of this.nodes) {
+        if (node.status === 'absent') continue;
+        if (this.holds(node, index, term)) side.add(node.num);
+        else others++;
+      }
+      if (side.size >= 2 && others > 0) eligible.push({ ref, what, side });
+    }
+    if (eligible.length === 0 || !this.chaos.chance(divergent !== null ? p.divergentSplitChance : p.configSplitChance)) return;
+    const { ref, what, side } = eligible[this.chaos.int(eligible.length)]!;
+    const described = this.network.splitOff(side, (n) => this.nodes[n]!.id);
+    if (described === null) return;
+    this.configSplitsDone.add(ref);
+    if (this.disrupted !== null) this.disrupted.cut = false;
+    this.stats.partitions++;
+    this.stats.configSplits++;
+    this.healAt = this.time + p.cutMinTicks + this.chaos.int(p.cutMaxTicks - p.cutMinTicks + 1);
+    const why = divergent !== null ? ` (${divergent} holds another configuration)` : '';
+    this.trace.event(this.time, 'partition', -1, 0, 0, 0, 0, 0, `split holders of ${what} ${ref} ${described}${why}`);
+  }
+
+  /**
+   * A member whose log (in memory if running, else on disk) ends with a configuration entry above
+   * the leader's commit index that the leader's log lacks, or null.
+   */
+  private divergentConfiguration(leader: SimNode): NodeId | null {
+    const log = leader.raw!.raft.log;
+    const committed = log.committed;
+    for (const node of this.nodes) {
+      if (node === leader || node.status === 'absent') continue;
+      let index = 0;
+      let term = 0;
+      if (node.running) {
+        const raft = node.raw!.raft;
+        index = raft.confIndex();
+        term = raft.log.term(index);
+      } else {
+        const storage = node.storage;
+        const lo = Math.max(committed + 1, storage.firstIndex());
+        const tail = lo <= storage.lastIndex() ? storage.entries(lo, storage.lastIndex() + 1, Infinity) : [];
+        for (let i = tail.length - 1; i >= 0; i--) {
+          if (tail[i]!.type === 'confChange') {
+            index = tail[i]!.index;
+            term = tail[i]!.term;
+            break;
+          }
+        }
+      }
+      if (index > committed && term > 0 && log.term(index) !== term) return node.id;
+    }
+    return null;
+  }
+
+  /** Whether a node's log (in memory if running, else on disk) holds entry (index, term) or a snapshot covering it. */
+  private holds(node: SimNode, index: number, term: number): boolean {
+    if (node.running) {
+      const log = node.raw!.raft.log;
+      if (index < log.firstIndex()) return log.committed >= index;
+      return log.term(index) === term;
+    }
+    const storage = node.storage;
+    if (index <= storage.snapshot().meta.index) return true;
+    if (index < storage.firstIndex() || index > storage.lastIndex()) return false;
+    return storage.term(index) === term;
   }
 
   /** Clients propose and read at whichever node they believe leads. */
