@@ -154,3 +154,16 @@ export class RawNode {
     if (lastApplied) r.appliedTo(lastApplied.index);
   }
 }
+
+/**
+ * Whether a host may send `m` before it has persisted the Ready that carries it (ADR 0001): a
+ * leader's appends, heartbeats and snapshots, as long as the commit index they carry covers only
+ * entries already durable here (`durableLastIndex`: the storage's last index before this Ready is
+ * written). The core counts the leader's own copy when it appends, so a leader that is a quorum on
+ * its own (one voter) commits an entry before writing it; announcing that commit early would let a
+ * follower apply an entry a crash could still take from the leader (the simulation found it).
+ */
+export function sentBeforePersisting(m: Message, durableLastIndex: number): boolean {
+  if (m.type === 'snap') return true;
+  return (m.type === 'app' || m.type === 'heartbeat') && m.commit <= durableLastIndex;
+}

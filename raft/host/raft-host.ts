@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { invariant, NotLeaderError, RaftError } from '../core/errors.ts';
 import type { RandomSource } from '../core/prng.ts';
 import type { RaftConfig } from '../core/raft.ts';
-import { RawNode } from '../core/raw-node.ts';
+import { RawNode, sentBeforePersisting } from '../core/raw-node.ts';
 import type { RaftStorage } from '../core/storage.ts';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, Snapshot, SnapshotMeta, SoftState, Status } from '../core/types.ts';
 import type { CreatedSnapshot, SnapshotDataReader, SnapshotDataSource } from './snapshot-data.ts';
@@ -526,13 +526,12 @@ export class RaftHost {
     if (rd.softState) this.onSoftStateChange(rd.softState);
     if (rd.messages.some((m) => m.from !== this.id && m.to === this.id)) throw new RaftError('invalidArgument', 'message to self');
     // A leader's appends, heartbeats and snapshots leave before its own write (Raft thesis §10.2.1),
-    // so followers write in parallel with it and a commit waits for one fsync instead of two. Safe:
-    // the core counts the leader's own copy when it appends, but nothing that count decides leaves
-    // this node before the next Ready, which comes after this one is durable (entries are applied,
-    // clients answered and commit indexes sent only from later Readys). Everything else — votes,
-    // acknowledgements — promises durable state and goes after the write (ADR 0001).
-    const early = rd.messages.filter(sentBeforePersisting);
-    const late = early.length === rd.messages.length ? [] : early.length === 0 ? rd.messages : rd.messages.filter((m) => !sentBeforePersisting(m));
+    // so followers write in parallel with it and a commit waits for one fsync instead of two; only
+    // those whose commit index covers entries already durable here (sentBeforePersisting). Votes and
+    // acknowledgements promise durable state and go after the write (ADR 0001).
+    const durableLastIndex = this.storage.lastIndex();
+    const early = rd.messages.filter((m) => sentBeforePersisting(m, durableLastIndex));
+    const late = early.length === rd.messages.length ? [] : early.length === 0 ? rd.messages : rd.messages.filter((m) => !sentBeforePersisting(m, durableLastIndex));
     if (early.length > 0) this.transport?.send(early);
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
       await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
@@ -751,11 +750,6 @@ async function* timeSlicedPieces(view: StateMachineSnapshot, pieceBytes: number)
   } finally {
     pieces.return?.();
   }
-}
-
-/** Messages only a leader sends, whose content does not depend on its own pending write being durable. */
-function sentBeforePersisting(m: Message): boolean {
-  return m.type === 'app' || m.type === 'heartbeat' || m.type === 'snap';
 }
 
 function toProposalError(err: unknown): Error {

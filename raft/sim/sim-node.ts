@@ -4,7 +4,7 @@
 // and restores the state machine from the storage's snapshot, so it re-applies from there.
 import type { Prng } from '../core/prng.ts';
 import type { UnsafeMutations } from '../core/raft.ts';
-import { RawNode } from '../core/raw-node.ts';
+import { RawNode, sentBeforePersisting } from '../core/raw-node.ts';
 import type { AbandonedProposals, ConfChange, Entry, FailedRead, Message, NodeId, Ready, ReadState, Snapshot } from '../core/types.ts';
 import type { MemoryStorage } from '../storage/memory-storage.ts';
 import { SimViolation, UNKNOWN_COMMAND } from './checkers.ts';
@@ -97,7 +97,7 @@ export class SimNode {
   raw: RawNode | null = null;
   sm = new KvStateMachine();
   /** A Ready whose write is still in progress, and the tick it completes. */
-  private pending: { ready: Ready; at: number } | null = null;
+  private pending: { ready: Ready; at: number; durableLastIndex: number } | null = null;
   /** Highest commit index whose entries were handed to the checker. */
   private commitRecorded = 0;
   /** The last term in which this node was seen leading (leaders are registered once per term). */
@@ -221,22 +221,27 @@ export class SimNode {
     while (this.raw) {
       if (this.pending) {
         if (this.pending.at > env.now()) return;
-        const rd = this.pending.ready;
+        const { ready, durableLastIndex } = this.pending;
         this.pending = null;
-        this.handle(rd);
+        this.handle(ready, durableLastIndex);
         continue;
       }
       const rd = this.raw.ready();
       if (!rd) return;
+      // As the host does (ADR 0001): a leader's replication leaves before its own write, which may
+      // then be delayed or lost to a crash while followers already hold the entries.
+      const durableLastIndex = this.storage.lastIndex();
+      for (const m of rd.messages) if (sentBeforePersisting(m, durableLastIndex)) env.send(this, m);
       if (p.persistDelayChance > 0 && env.prng.chance(p.persistDelayChance)) {
-        this.pending = { ready: rd, at: env.now() + 1 + env.prng.int(p.maxPersistDelay) };
+        this.pending = { ready: rd, at: env.now() + 1 + env.prng.int(p.maxPersistDelay), durableLastIndex };
         return;
       }
-      this.handle(rd);
+      this.handle(rd, durableLastIndex);
     }
   }
 
-  private handle(rd: Ready): void {
+  /** Steps 1–5 of the Ready contract; the messages sent before the write were those sentBeforePersisting(m, durableLastIndex). */
+  private handle(rd: Ready, durableLastIndex: number): void {
     const env = this.env;
     const raw = this.raw!;
     const now = env.now();
@@ -257,8 +262,8 @@ export class SimNode {
       env.trace.event(now, 'hardState', this.num, hs.term, hs.vote ? env.nodeNumber(hs.vote) : -1, hs.commit);
       this.recordCommit(hs.commit, hs.term);
     }
-    // 3. Send (only now that what they depend on is durable).
-    for (const m of rd.messages) env.send(this, m);
+    // 3. Send the rest (only now that what they depend on is durable).
+    for (const m of rd.messages) if (!sentBeforePersisting(m, durableLastIndex)) env.send(this, m);
     // 4. Tell clients, apply, answer reads.
     for (const a of rd.abandonedProposals) this.abandon(a);
     for (const f of rd.failedReads) this.readFailed(f);
