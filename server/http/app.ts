@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { ProposalError, ReadIndexError } from '../../raft/host/raft-host.ts';
 import { ClusterError } from '../cluster/cluster-service.ts';
 import { HttpError, toHttpError } from '../errors.ts';
+import { createAnswerHub, type AnswerHub } from './answer-hub.ts';
 import type { ServerContext } from './context.ts';
 import { agentRoutes } from './routes/agent.ts';
 import { catalogRoutes } from './routes/catalog.ts';
@@ -18,7 +19,13 @@ import { snapshotRoutes } from './routes/snapshot.ts';
 import { statusRoutes } from './routes/status.ts';
 import { txnRoutes } from './routes/txn.ts';
 
-export async function buildApp(ctx: ServerContext, options: { logger?: boolean | object } = {}): Promise<FastifyInstance> {
+export interface BuildAppOptions {
+  readonly logger?: boolean | object;
+  /** The hub that shares blocking KV answers (tests pass their own to read its counters). */
+  readonly answers?: AnswerHub;
+}
+
+export async function buildApp(ctx: ServerContext, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: options.logger ?? false,
     // Per-request log lines cost more than the requests themselves at Konsul's request rates.
@@ -57,7 +64,10 @@ export async function buildApp(ctx: ServerContext, options: { logger?: boolean |
 
   await app.register(statusRoutes, { ctx });
   await app.register(agentRoutes, { ctx });
-  await app.register(kvRoutes, { ctx });
+  // KV reads share one serialised answer per (query, state), written straight to Node's response
+  // (answer-hub.ts); those answers follow the shutdown rule of the onSend hook above themselves.
+  const answers = options.answers ?? createAnswerHub(ctx, { onError: (err) => app.log.error({ err }, 'reading a blocking answer failed') });
+  await app.register(kvRoutes, { ctx, answers });
   await app.register(operatorRoutes, { ctx, cluster: ctx.cluster });
   await app.register(clusterRoutes, { ctx, cluster: ctx.cluster });
   await app.register(txnRoutes, { ctx });

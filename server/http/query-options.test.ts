@@ -19,13 +19,14 @@ t.test('indexes are unsigned decimal integers', async (t) => {
 
 t.test('query options', async (t) => {
   const noJitter = () => 0;
-  t.same(parseQueryOptions({}, noJitter), { minIndex: 0, waitMs: 300_000, consistency: 'default' }, 'wait defaults to 5 minutes');
+  t.same(parseQueryOptions({}, noJitter), { minIndex: 0, waitMs: 300_000, waitBaseMs: 300_000, consistency: 'default' }, 'wait defaults to 5 minutes');
   t.equal(parseQueryOptions({ wait: '20m' }, noJitter).waitMs, 600_000, 'wait is capped at 10 minutes');
   t.equal(parseQueryOptions({ index: '7', wait: '2s' }, noJitter).minIndex, 7);
   t.equal(parseQueryOptions({ stale: '' }).consistency, 'stale');
   t.equal(parseQueryOptions({ consistent: '' }).consistency, 'consistent');
   const jittered = parseQueryOptions({ wait: '16s' }, () => 0.999).waitMs;
   t.ok(jittered > 16_000 && jittered < 17_000, 'jitter adds at most wait/16');
+  t.equal(parseQueryOptions({ wait: '16s' }, () => 0.999).waitBaseMs, 16_000, 'the wait before the jitter');
   t.throws(() => parseQueryOptions({ index: 'x' }), new HttpError(400, 'Invalid index'));
   t.throws(() => parseQueryOptions({ wait: '10 minutes' }), new HttpError(400, 'Invalid wait time'));
   t.throws(() => parseQueryOptions({ stale: '', consistent: '' }), new HttpError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.'));

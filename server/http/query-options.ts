@@ -9,6 +9,11 @@ export interface QueryOptions {
   readonly minIndex: number;
   /** How long a blocking query may wait, already capped and jittered. */
   readonly waitMs: number;
+  /**
+   * The wait before the jitter (capped): `waitMs` lies in [waitBaseMs, waitBaseMs + waitBaseMs / 16),
+   * the window in which Consul answers a blocking query that nothing woke.
+   */
+  readonly waitBaseMs: number;
   readonly consistency: Consistency;
 }
 
@@ -64,10 +69,11 @@ export function parseQueryOptions(query: Query, random: () => number = Math.rand
     waitMs = ms;
   }
   if (waitMs <= 0 || waitMs > MAX_WAIT_MS) waitMs = waitMs <= 0 ? DEFAULT_WAIT_MS : MAX_WAIT_MS;
+  const waitBaseMs = waitMs;
   // Spread the wake-ups of many watchers that started together, as Consul does (at most wait/16).
   waitMs += Math.floor(random() * (waitMs / 16));
   const stale = has(query, 'stale');
   const consistent = has(query, 'consistent');
   if (stale && consistent) throw badRequest('Cannot specify ?stale with ?consistent, conflicting semantics.');
-  return { minIndex, waitMs, consistency: stale ? 'stale' : consistent ? 'consistent' : 'default' };
+  return { minIndex, waitMs, waitBaseMs, consistency: stale ? 'stale' : consistent ? 'consistent' : 'default' };
 }

@@ -2,18 +2,25 @@
 // writes, 404 with X-Consul-Index for missing keys, blocking queries and consistency modes.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { encodeCommand, type Command } from '../../../fsm/commands.ts';
-import type { ApplyResult } from '../../../fsm/konsul-fsm.ts';
+import type { ApplyResult, KonsulFsm } from '../../../fsm/konsul-fsm.ts';
 import type { KvEntry } from '../../../fsm/state/kv.ts';
 import { badRequest, HttpError } from '../../errors.ts';
-import { abortOnClose, blockingQuery } from '../blocking.ts';
-import { readGate, setQueryMeta } from '../consistency.ts';
+import { answerKey, createAnswerHub, type AnswerContent, type AnswerHub, type SharedQuery } from '../answer-hub.ts';
+import { readGate } from '../consistency.ts';
 import type { ServerContext } from '../context.ts';
 import { has, param, parseQueryOptions, parseUint, type Query } from '../query-options.ts';
 
 const MAX_UINT64 = 18446744073709551615n;
 
-export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
+export interface KvRoutesOptions {
+  readonly ctx: ServerContext;
+  /** Shares answers between requests (the app's; a plugin registered alone makes its own). */
+  readonly answers?: AnswerHub;
+}
+
+export const kvRoutes: FastifyPluginAsync<KvRoutesOptions> = async (app, { ctx, answers: given }) => {
   const { config, fsm } = ctx;
+  const answers = given ?? createAnswerHub(ctx);
 
   // KV bodies are raw bytes whatever their content type (curl sends form encoding by default).
   app.removeAllContentTypeParsers();
@@ -25,11 +32,12 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
       `Request body(${size} bytes) too large, max size: ${config.kvMaxValueSize} bytes. See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.`,
     );
 
-  // Refuse oversized bodies before reading them; chunked ones are cut off by bodyLimit.
-  app.addHook('onRequest', async (request) => {
-    if (request.method !== 'PUT') return;
+  // Refuse oversized bodies before reading them; chunked ones are cut off by bodyLimit. (A callback
+  // hook: every GET passes here, and an async one would cost each of them a promise.)
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (request.method !== 'PUT') return done();
     const length = Number(request.headers['content-length'] ?? 0);
-    if (length > config.kvMaxValueSize) throw tooLarge(length);
+    done(length > config.kvMaxValueSize ? tooLarge(length) : undefined);
   });
   app.addHook('onError', async (_request, _reply, err) => {
     if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(config.kvMaxValueSize + 1);
@@ -46,59 +54,12 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
     const query = request.query as Query;
     const opts = parseQueryOptions(query);
     await readGate(ctx, opts.consistency);
-    // Only a blocking query can outlive its client; it stops waiting when the client goes away.
-    const signal = opts.minIndex > 0 ? abortOnClose(reply, ctx.shutdownSignal) : undefined;
-
-    if (has(query, 'keys')) {
-      const separator = param(query, 'separator') ?? param(query, 'seperator') ?? '';
-      const { index, value } = await blockingQuery({
-        minIndex: opts.minIndex,
-        waitMs: opts.waitMs,
-        signal,
-        watch: (wake) => fsm.watches.watchPrefix(key, wake),
-        run: () => ({ index: fsm.kv.prefixIndex(key), value: fsm.kv.keys(key, separator) }),
-      });
-      setQueryMeta(reply, ctx, index, opts.consistency);
-      // The root answers an empty list; any other prefix without keys is a 404.
-      if (value.length === 0 && key !== '') return reply.code(404).send();
-      return reply.type('application/json').send(JSON.stringify(value));
-    }
-
-    if (has(query, 'recurse')) {
-      const { index, value } = await blockingQuery({
-        minIndex: opts.minIndex,
-        waitMs: opts.waitMs,
-        signal,
-        watch: (wake) => fsm.watches.watchPrefix(key, wake),
-        run: () => ({ index: fsm.kv.prefixIndex(key), value: fsm.kv.list(key) }),
-      });
-      setQueryMeta(reply, ctx, index, opts.consistency);
-      if (value.length === 0) return reply.code(404).send();
-      return reply.type('application/json').send(entriesJson(value));
-    }
-
-    if (key === '') throw badRequest('Missing key name');
-    const { index, value: entry } = await blockingQuery({
-      minIndex: opts.minIndex,
-      waitMs: opts.waitMs,
-      signal,
-      watch: (wake) => fsm.watches.watchKey(key, wake),
-      run: () => {
-        const e = fsm.kv.get(key);
-        // An existing key answers its ModifyIndex; a missing one the table's index, so clients can block on it.
-        return { index: e ? e.ModifyIndex : fsm.kv.index(), value: e };
-      },
-    });
-    setQueryMeta(reply, ctx, index, opts.consistency);
-    if (!entry) return reply.code(404).send();
-    if (has(query, 'raw')) {
-      return reply
-        .type('text/plain')
-        .header('X-Content-Type-Options', 'nosniff')
-        .header('Content-Security-Policy', 'sandbox')
-        .send(Buffer.from(entry.Value));
-    }
-    return reply.type('application/json').send(entriesJson([entry]));
+    let read: KvRead;
+    if (has(query, 'keys')) read = new KvRead(fsm, 'keys', key, param(query, 'separator') ?? param(query, 'seperator') ?? '');
+    else if (has(query, 'recurse')) read = new KvRead(fsm, 'recurse', key, '');
+    else if (key === '') throw badRequest('Missing key name');
+    else read = new KvRead(fsm, has(query, 'raw') ? 'raw' : 'entry', key, '');
+    answers.serve(reply, opts, read);
   });
 
   app.put('/v1/kv/*', async (request, reply) => {
@@ -144,6 +105,70 @@ export const kvRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, 
     },
   });
 };
+
+type KvShape = 'entry' | 'raw' | 'recurse' | 'keys';
+
+const JSON_TYPE = ['content-type', 'application/json; charset=utf-8'] as const;
+const RAW_HEADERS = ['content-type', 'text/plain', 'x-content-type-options', 'nosniff', 'content-security-policy', 'sandbox'] as const;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One GET /v1/kv read, as the answer hub shares it: requests with the same key, shape and separator
+ * read the same bytes from the same state, whatever their index, wait or consistency mode (those
+ * only change when and with which X-Consul-* headers the bytes are sent).
+ */
+class KvRead implements SharedQuery {
+  readonly key: string;
+
+  constructor(
+    private readonly fsm: KonsulFsm,
+    private readonly shape: KvShape,
+    private readonly kvKey: string,
+    private readonly separator: string,
+  ) {
+    // Everything the answer depends on besides the state. ACL tokens (issue 14) will filter what a
+    // request may see: add the request's permission fingerprint (its resolved policy set) as one
+    // more part here, and answers for different permissions can never be shared.
+    this.key = answerKey(['kv', shape, kvKey, separator]);
+  }
+
+  watch(wake: () => void): () => void {
+    const { watches } = this.fsm;
+    return this.shape === 'entry' || this.shape === 'raw' ? watches.watchKey(this.kvKey, wake) : watches.watchPrefix(this.kvKey, wake);
+  }
+
+  read(): AnswerContent {
+    const { kv } = this.fsm;
+    const key = this.kvKey;
+    switch (this.shape) {
+      case 'keys': {
+        const index = kv.prefixIndex(key);
+        const keys = kv.keys(key, this.separator);
+        // The root answers an empty list; any other prefix without keys is a 404.
+        if (keys.length === 0 && key !== '') return notFound(index);
+        return { index, status: 200, headers: JSON_TYPE, body: Buffer.from(JSON.stringify(keys)) };
+      }
+      case 'recurse': {
+        const index = kv.prefixIndex(key);
+        const entries = kv.list(key);
+        if (entries.length === 0) return notFound(index);
+        return { index, status: 200, headers: JSON_TYPE, body: Buffer.from(entriesJson(entries)) };
+      }
+      case 'entry':
+      case 'raw': {
+        const entry = kv.get(key);
+        // An existing key answers its ModifyIndex; a missing one the table's index, so clients can block on it.
+        if (!entry) return notFound(kv.index());
+        if (this.shape === 'raw') return { index: entry.ModifyIndex, status: 200, headers: RAW_HEADERS, body: Buffer.from(entry.Value) };
+        return { index: entry.ModifyIndex, status: 200, headers: JSON_TYPE, body: Buffer.from(entriesJson([entry])) };
+      }
+    }
+  }
+}
+
+function notFound(index: number): AnswerContent {
+  return { index, status: 404, headers: [], body: EMPTY };
+}
 
 /**
  * Consul answers true/false for KV writes. A command the FSM refused is a 400; a lock request with
