@@ -127,7 +127,11 @@ export function* encodeSnapshotPieces(view: FsmView, pieceBytes = DEFAULT_PIECE_
 
 /** The whole encoding of `view` in one buffer. */
 export function encodeSnapshotView(view: FsmView): Uint8Array {
-  const pieces = [...encodeSnapshotPieces(view)];
+  return concatPieces([...encodeSnapshotPieces(view)]);
+}
+
+/** The pieces joined in one buffer (the piece itself when there is one). */
+function concatPieces(pieces: readonly Uint8Array[]): Uint8Array {
   if (pieces.length === 1) return pieces[0]!;
   let total = 0;
   for (const p of pieces) total += p.length;
@@ -329,16 +333,7 @@ export class SnapshotDecoder {
     const pieces = this.pieces;
     this.pieces = [];
     this.buffered = 0;
-    if (pieces.length === 1) return pieces[0]!;
-    let total = 0;
-    for (const p of pieces) total += p.length;
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const p of pieces) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
+    return concatPieces(pieces);
   }
 
   /** Parses every complete step in `data`; answers how many bytes it consumed. */

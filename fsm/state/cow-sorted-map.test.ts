@@ -1,17 +1,12 @@
 import t from 'tap';
+import { Prng } from '../../raft/core/prng.ts';
 import { CowSortedMap, SortedMapBuilder, type SortedMapView } from './cow-sorted-map.ts';
 import { compareKeys } from './sorted-keys.ts';
 
-/** A small seeded PRNG (mulberry32), so a failure replays. */
+/** A seeded source of floats in [0, 1), so a failure replays. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new Prng(seed);
+  return () => random.float();
 }
 
 function contents<V>(map: CowSortedMap<V> | SortedMapView<V>, from = ''): [string, V][] {
