@@ -546,10 +546,17 @@ t.test('a snapshot being written is dropped quietly when a newer one is installe
   t.same(await snapshotFiles(dir), [snapshotFileName(3, 200)], 'its temporary file is gone');
   await storage.save({ snapshot: null, entries: normalEntries(201, 210, 3), hardState: { term: 3, vote: '', commit: 210 } });
 
-  const closing = storage.createSnapshot(210, CONF, slowPieces('z'.repeat(20_000), 1000));
-  await new Promise((r) => setTimeout(r, 5));
-  await storage.close();
+  // Closed while its sixth piece is on the way (not after a delay: a fast machine finished first).
+  let closed: Promise<void> | undefined;
+  const closing = storage.createSnapshot(
+    210,
+    CONF,
+    slowPieces('z'.repeat(20_000), 1000, (i) => {
+      if (i === 5) closed = storage.close();
+    }),
+  );
   t.equal(await closing, null, 'closing drops it');
+  await closed;
   t.same(await snapshotFiles(dir), [snapshotFileName(3, 200)]);
 });
 
