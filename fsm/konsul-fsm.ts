@@ -156,17 +156,9 @@ export class KonsulFsm implements HostStateMachine {
    */
   beginRestore(): StateMachineRestore {
     const kv = new KvTableBuilder();
-    let kvIndex = 0;
-    let events: EventsTableDump | undefined;
-    let catalog: CatalogTableDump | undefined;
-    let sessions: SessionsTableDump | undefined;
     const decoder = new SnapshotDecoder({
-      kvIndex: (index) => (kvIndex = index),
       kvEntry: (key, record) => kv.addEntry(key, record),
       kvTombstone: (key, index) => kv.addTombstone(key, index),
-      events: (dump) => (events = dump),
-      catalog: (dump) => (catalog = dump),
-      sessions: (dump) => (sessions = dump),
     });
     let open = true;
     return {
@@ -176,7 +168,7 @@ export class KonsulFsm implements HostStateMachine {
       },
       finish: () => {
         if (!open) throw new FsmInvariantError('restore finished twice');
-        const { appliedIndex } = decoder.finish();
+        const { appliedIndex, kvIndex, events, catalog, sessions } = decoder.finish();
         open = false;
         this.kv.loadBuilt(kv, kvIndex);
         this.loadSmallTables(events, catalog, sessions);

@@ -32,11 +32,12 @@
 
 import { KvTable, type KvEntry, type KvTableDump, type KvTableView, type KvTombstone } from './state/kv.ts';
 import { createIndexOf, flagsOf, lockIndexOf, modifyIndexOf, packRecord, recordFromEntry, recordToEntry, sessionOf, valueLengthOf, valueStart, type KvRecord } from './state/kv-record.ts';
+import type { SortedMapView } from './state/cow-sorted-map.ts';
 import { compareKeys } from './state/sorted-keys.ts';
 import { EVENT_RING_CAPACITY, isUuid, type EventsTableDump, type UserEvent } from './state/events.ts';
-import type { CatalogTableDump } from './state/catalog.ts';
+import { EMPTY_CATALOG_DUMP, type CatalogTableDump } from './state/catalog.ts';
 import { decodeCatalogSection, encodeCatalogSection, isEmptyCatalogDump } from './state/catalog-snapshot.ts';
-import type { SessionsTableDump } from './state/sessions.ts';
+import { EMPTY_SESSIONS_DUMP, type SessionsTableDump } from './state/sessions.ts';
 import { decodeSessionsSection, encodeSessionsSection, isEmptySessionsDump } from './state/sessions-snapshot.ts';
 
 export const SNAPSHOT_FORMAT_VERSION = 2;
@@ -152,8 +153,8 @@ export function encodeSnapshot(state: FsmState): Uint8Array {
     appliedIndex: state.appliedIndex,
     kv: kv.view(),
     events: state.events ?? { index: 0, lastLTime: 0, events: [] },
-    catalog: state.catalog ?? { index: 0, nodesIndex: 0, servicesIndex: 0, checksIndex: 0, lastExtinctionIndex: 0, nodes: [], serviceIndexes: [] },
-    sessions: state.sessions ?? { index: 0, clockMs: 0, sessions: [], lockDelays: [] },
+    catalog: state.catalog ?? EMPTY_CATALOG_DUMP,
+    sessions: state.sessions ?? EMPTY_SESSIONS_DUMP,
   });
 }
 
@@ -166,54 +167,11 @@ function* encodeFrames(view: FsmView): Generator<Uint8Array> {
   yield header.finish();
   yield frame(TAG_KV_TABLE, 8, (w) => w.u64(view.kv.index));
 
-  let keys: string[] = [];
-  let records: KvRecord[] = [];
-  let size = 4;
-  const entriesFrame = (): Uint8Array =>
-    frame(TAG_KV_ENTRIES, size, (w) => {
-      w.u32(keys.length);
-      for (let i = 0; i < keys.length; i++) writeEntry(w, keys[i]!, records[i]!);
-    });
-  for (const run of view.kv.entries.leaves()) {
-    for (let i = run.offset; i < run.keys.length; i++) {
-      keys.push(run.keys[i]!);
-      records.push(run.values[i]!);
-      size += entrySize(run.keys[i]!, run.values[i]!);
-      if (size >= FRAME_TARGET_BYTES) {
-        yield entriesFrame();
-        keys = [];
-        records = [];
-        size = 4;
-      }
-    }
-  }
-  if (keys.length > 0) yield entriesFrame();
-
-  let tombstoneKeys: string[] = [];
-  let tombstoneIndexes: number[] = [];
-  size = 4;
-  const tombstonesFrame = (): Uint8Array =>
-    frame(TAG_KV_TOMBSTONES, size, (w) => {
-      w.u32(tombstoneKeys.length);
-      for (let i = 0; i < tombstoneKeys.length; i++) {
-        w.str(tombstoneKeys[i]!);
-        w.u64(tombstoneIndexes[i]!);
-      }
-    });
-  for (const run of view.kv.tombstones.leaves()) {
-    for (let i = run.offset; i < run.keys.length; i++) {
-      tombstoneKeys.push(run.keys[i]!);
-      tombstoneIndexes.push(run.values[i]!);
-      size += strSize(run.keys[i]!) + 8;
-      if (size >= FRAME_TARGET_BYTES) {
-        yield tombstonesFrame();
-        tombstoneKeys = [];
-        tombstoneIndexes = [];
-        size = 4;
-      }
-    }
-  }
-  if (tombstoneKeys.length > 0) yield tombstonesFrame();
+  yield* recordFrames(TAG_KV_ENTRIES, view.kv.entries, entrySize, writeEntry);
+  yield* recordFrames(TAG_KV_TOMBSTONES, view.kv.tombstones, (key) => strSize(key) + 8, (w, key, deleteIndex) => {
+    w.str(key);
+    w.u64(deleteIndex);
+  });
 
   const events = view.events;
   if (events.index > 0 || events.lastLTime > 0 || events.events.length > 0) yield frame(TAG_EVENTS, eventsSize(events), (w) => writeEvents(w, events));
@@ -223,6 +181,40 @@ function* encodeFrames(view: FsmView): Generator<Uint8Array> {
     w.u64(view.kv.entries.size);
     w.u64(view.kv.tombstones.size);
   });
+}
+
+/**
+ * The records of a sorted map as frames of `tag`: u32 count, then each record, a frame closing at
+ * the first record that takes its payload to FRAME_TARGET_BYTES (so bounds depend on the state alone).
+ */
+function* recordFrames<V>(
+  tag: number,
+  records: SortedMapView<V>,
+  sizeOf: (key: string, value: V) => number,
+  write: (w: ByteWriter, key: string, value: V) => void,
+): Generator<Uint8Array> {
+  let keys: string[] = [];
+  let values: V[] = [];
+  let size = 4;
+  const close = (): Uint8Array =>
+    frame(tag, size, (w) => {
+      w.u32(keys.length);
+      for (let i = 0; i < keys.length; i++) write(w, keys[i]!, values[i]!);
+    });
+  for (const run of records.leaves()) {
+    for (let i = run.offset; i < run.keys.length; i++) {
+      keys.push(run.keys[i]!);
+      values.push(run.values[i]!);
+      size += sizeOf(run.keys[i]!, run.values[i]!);
+      if (size >= FRAME_TARGET_BYTES) {
+        yield close();
+        keys = [];
+        values = [];
+        size = 4;
+      }
+    }
+  }
+  if (keys.length > 0) yield close();
 }
 
 function frame(tag: number, payloadBytes: number, write: (w: ByteWriter) => void): Uint8Array {
@@ -263,21 +255,27 @@ function entrySize(key: string, r: KvRecord): number {
 // Reading
 // ---------------------------------------------------------------------------------------------
 
-/** Receives a snapshot's contents as the decoder reads them, in the format's order. */
+/** Receives the KV table's records as the decoder reads them, in key order (checked by the decoder). */
 export interface SnapshotSink {
-  kvIndex(index: number): void;
-  /** Keys arrive in strictly increasing order (checked by the decoder). */
   kvEntry(key: string, record: KvRecord): void;
   kvTombstone(key: string, index: number): void;
-  events(dump: EventsTableDump): void;
-  catalog(dump: CatalogTableDump): void;
-  sessions(dump: SessionsTableDump): void;
+}
+
+/** What a finished decoder answers besides the records it streamed: indexes and the small tables, whole. */
+export interface DecodedTables {
+  readonly appliedIndex: number;
+  readonly kvIndex: number;
+  /** Absent when the snapshot has no such section (the table was never used). */
+  readonly events?: EventsTableDump;
+  readonly catalog?: CatalogTableDump;
+  readonly sessions?: SessionsTableDump;
 }
 
 /**
- * Reads a snapshot fed in pieces cut anywhere, one frame at a time, into a sink. Throws
- * SnapshotFormatError as soon as something is wrong; `finish()` checks the end and the checksum.
- * Nothing it feeds the sink counts until `finish()` has returned.
+ * Reads a snapshot fed in pieces cut anywhere, one frame at a time: KV records go to a sink as they
+ * are read, the small tables are kept and answered by `finish()`, which checks the end and the
+ * checksum. Throws SnapshotFormatError as soon as something is wrong; nothing fed to the sink counts
+ * until `finish()` has returned.
  */
 export class SnapshotDecoder {
   private pieces: Uint8Array[] = [];
@@ -286,7 +284,7 @@ export class SnapshotDecoder {
   private need = HEADER_BYTES;
   private stage: 'header' | 'frames' | 'trailer' | 'legacy' | 'done' = 'header';
   private crc = 0;
-  private appliedIndex = 0;
+  private tables: DecodedTables = { appliedIndex: 0, kvIndex: 0 };
   private lastRank = -1;
   private lastTag = -1;
   private lastEntryKey: string | undefined;
@@ -313,12 +311,14 @@ export class SnapshotDecoder {
   }
 
   /** Checks that the snapshot ended where and as it should; answers its applied index. */
-  finish(): { appliedIndex: number } {
+  finish(): DecodedTables {
     if (this.stage === 'legacy') {
       this.stage = 'done';
       const state = decodeVersion1(this.takeBuffered());
-      feedState(state, this.sink);
-      return { appliedIndex: state.appliedIndex };
+      for (const entry of state.kv.entries) this.sink.kvEntry(entry.Key, recordFromEntry(entry));
+      for (const t of state.kv.tombstones) this.sink.kvTombstone(t.key, t.index);
+      const { events, catalog, sessions } = state;
+      return { appliedIndex: state.appliedIndex, kvIndex: state.kv.index, ...(events ? { events } : {}), ...(catalog ? { catalog } : {}), ...(sessions ? { sessions } : {}) };
     }
     if (this.stage === 'header' && this.buffered < 8) throw new SnapshotFormatError('snapshot too short');
     if (this.stage !== 'trailer' || this.buffered !== 4) throw new SnapshotFormatError('snapshot truncated');
@@ -326,7 +326,7 @@ export class SnapshotDecoder {
     const stored = new DataView(trailer.buffer, trailer.byteOffset, 4).getUint32(0);
     if (stored !== this.crc) throw new SnapshotFormatError('snapshot checksum mismatch');
     this.stage = 'done';
-    return { appliedIndex: this.appliedIndex };
+    return this.tables;
   }
 
   private takeBuffered(): Uint8Array {
@@ -355,7 +355,7 @@ export class SnapshotDecoder {
           return data.length;
         }
         if (version !== SNAPSHOT_FORMAT_VERSION) throw new SnapshotFormatError(`unsupported snapshot format version ${version}`);
-        this.appliedIndex = r.u64();
+        this.tables = { ...this.tables, appliedIndex: r.u64() };
         this.crc = crc32(data.subarray(at, at + HEADER_BYTES), this.crc);
         at += HEADER_BYTES;
         this.stage = 'frames';
@@ -397,7 +397,7 @@ export class SnapshotDecoder {
     this.lastTag = tag;
     switch (tag) {
       case TAG_KV_TABLE:
-        this.sink.kvIndex(r.u64());
+        this.tables = { ...this.tables, kvIndex: r.u64() };
         break;
       case TAG_KV_ENTRIES: {
         const count = r.u32();
@@ -422,13 +422,13 @@ export class SnapshotDecoder {
         break;
       }
       case TAG_EVENTS:
-        this.sink.events(readEvents(r));
+        this.tables = { ...this.tables, events: readEvents(r) };
         break;
       case TAG_CATALOG:
-        this.sink.catalog(decodeCatalogSection(r.rest(), formatError));
+        this.tables = { ...this.tables, catalog: decodeCatalogSection(r.rest(), formatError) };
         break;
       case TAG_SESSIONS:
-        this.sink.sessions(decodeSessionsSection(r.rest(), formatError));
+        this.tables = { ...this.tables, sessions: decodeSessionsSection(r.rest(), formatError) };
         break;
       case TAG_END:
         if (r.u64() !== this.entryCount || r.u64() !== this.tombstoneCount) throw new SnapshotFormatError('snapshot entry counts do not match its frames');
@@ -442,27 +442,13 @@ export class SnapshotDecoder {
 export function decodeSnapshot(data: Uint8Array): FsmState {
   const entries: KvEntry[] = [];
   const tombstones: KvTombstone[] = [];
-  let kvIndex = 0;
-  let events: EventsTableDump | undefined;
-  let catalog: CatalogTableDump | undefined;
-  let sessions: SessionsTableDump | undefined;
   const decoder = new SnapshotDecoder({
-    kvIndex: (index) => (kvIndex = index),
     kvEntry: (key, record) => entries.push(recordToEntry(key, record)),
     kvTombstone: (key, index) => tombstones.push({ key, index }),
-    events: (dump) => (events = dump),
-    catalog: (dump) => (catalog = dump),
-    sessions: (dump) => (sessions = dump),
   });
   decoder.write(data);
-  const { appliedIndex } = decoder.finish();
-  return {
-    appliedIndex,
-    kv: { index: kvIndex, entries, tombstones },
-    ...(events !== undefined ? { events } : {}),
-    ...(catalog !== undefined ? { catalog } : {}),
-    ...(sessions !== undefined ? { sessions } : {}),
-  };
+  const { appliedIndex, kvIndex, ...smallTables } = decoder.finish();
+  return { appliedIndex, kv: { index: kvIndex, entries, tombstones }, ...smallTables };
 }
 
 function formatError(message: string): never {
@@ -480,15 +466,6 @@ function readRecord(r: ByteReader): KvRecord {
   return packRecord({ createIndex, modifyIndex, lockIndex, flags, session }, r.bytes());
 }
 
-/** Hands a whole decoded state to a sink, in the format's order (version 1 snapshots). */
-function feedState(state: FsmState, sink: SnapshotSink): void {
-  sink.kvIndex(state.kv.index);
-  for (const entry of state.kv.entries) sink.kvEntry(entry.Key, recordFromEntry(entry));
-  for (const t of state.kv.tombstones) sink.kvTombstone(t.key, t.index);
-  if (state.events !== undefined) sink.events(state.events);
-  if (state.catalog !== undefined) sink.catalog(state.catalog);
-  if (state.sessions !== undefined) sink.sessions(state.sessions);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Version 1: one section per table, read whole.

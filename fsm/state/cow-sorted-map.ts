@@ -33,8 +33,6 @@ interface Branch<V> {
   epoch: number;
   separators: string[];
   children: TreeNode<V>[];
-  /** Keys under this branch, so that a view knows its size and counts stay O(1) after merges. */
-  size: number;
 }
 
 type TreeNode<V> = Leaf<V> | Branch<V>;
@@ -46,10 +44,6 @@ export class SortedMapView<V> {
     /** @internal */ readonly root: TreeNode<V>,
     readonly size: number,
   ) {}
-
-  get(key: string): V | undefined {
-    return lookup(this.root, key);
-  }
 
   /** The leaves' key and value arrays in order, from the first key >= `from` (offset into the first). Read only. */
   *leaves(from = ''): Generator<LeafRun<V>> {
@@ -91,10 +85,6 @@ export class CowSortedMap<V> {
     return lookup(this.root, key);
   }
 
-  has(key: string): boolean {
-    return lookup(this.root, key) !== undefined;
-  }
-
   /** A read-only view of the map as it is now, in O(1); later writes do not show in it. */
   freeze(): SortedMapView<V> {
     this.epoch++;
@@ -107,7 +97,7 @@ export class CowSortedMap<V> {
     this.root = root;
     const split = this.insert(root, key, value);
     if (split !== null) {
-      this.root = { leaf: false, epoch: this.epoch, separators: [split.separator], children: [root, split.right], size: this.count };
+      this.root = { leaf: false, epoch: this.epoch, separators: [split.separator], children: [root, split.right] };
     }
   }
 
@@ -149,19 +139,13 @@ export class CowSortedMap<V> {
     return keys;
   }
 
-  clear(): void {
-    this.epoch++;
-    this.root = newLeaf<V>(this.epoch, [], []);
-    this.count = 0;
-  }
-
   // -------------------------------------------------------------------------------------------
 
   /** `node` if this epoch owns it, else a copy this epoch owns (the original stays as views see it). */
   private writable<N extends TreeNode<V>>(node: N): N {
     if (node.epoch === this.epoch) return node;
     if (node.leaf) return newLeaf(this.epoch, node.keys.slice(), node.values.slice()) as N;
-    return { leaf: false, epoch: this.epoch, separators: node.separators.slice(), children: node.children.slice(), size: node.size } as N;
+    return { leaf: false, epoch: this.epoch, separators: node.separators.slice(), children: node.children.slice() } as N;
   }
 
   /** Inserts into a writable node; answers the new right sibling if the node split. */
@@ -183,9 +167,7 @@ export class CowSortedMap<V> {
     const i = childIndex(node.separators, key);
     const child = this.writable(node.children[i]!);
     node.children[i] = child;
-    const before = this.count;
     const split = this.insert(child, key, value);
-    node.size += this.count - before;
     if (split === null) return null;
     node.separators.splice(i, 0, split.separator);
     node.children.splice(i + 1, 0, split.right);
@@ -195,9 +177,7 @@ export class CowSortedMap<V> {
     const rightChildren = node.children.splice(half);
     const rightSeparators = node.separators.splice(half);
     const separator = node.separators.pop()!;
-    const rightSize = sumSizes(rightChildren);
-    node.size -= rightSize;
-    return { separator, right: { leaf: false, epoch: this.epoch, separators: rightSeparators, children: rightChildren, size: rightSize } };
+    return { separator, right: { leaf: false, epoch: this.epoch, separators: rightSeparators, children: rightChildren } };
   }
 
   /** Removes a key known to be present from a writable node; merges small children on the way back. */
@@ -213,7 +193,6 @@ export class CowSortedMap<V> {
     const child = this.writable(node.children[i]!);
     node.children[i] = child;
     this.remove(child, key);
-    node.size--;
     if (entryCount(child) === 0) {
       node.children.splice(i, 1);
       node.separators.splice(i === 0 ? 0 : i - 1, 1);
@@ -238,7 +217,6 @@ export class CowSortedMap<V> {
       merged.separators.push(node.separators[left]!);
       for (const s of right.separators) merged.separators.push(s);
       for (const c of right.children) merged.children.push(c);
-      merged.size += right.size;
     }
     node.children.splice(left, 2, merged);
     node.separators.splice(left, 1);
@@ -252,17 +230,7 @@ export class CowSortedMap<V> {
 export class SortedMapBuilder<V> {
   private leaves: Leaf<V>[] = [];
   private current: Leaf<V> = newLeaf<V>(0, [], []);
-  private last: string | undefined;
   private count = 0;
-
-  get size(): number {
-    return this.count;
-  }
-
-  /** The last key added (undefined before the first). */
-  get lastKey(): string | undefined {
-    return this.last;
-  }
 
   /** Adds the next key; it must sort after the previous one (the caller checks, with its own error). */
   add(key: string, value: V): void {
@@ -272,7 +240,6 @@ export class SortedMapBuilder<V> {
     }
     this.current.keys.push(key);
     this.current.values.push(value);
-    this.last = key;
     this.count++;
   }
 
@@ -289,7 +256,7 @@ export class SortedMapBuilder<V> {
       for (let i = 0; i < level.length; i += perGroup) {
         const children = level.slice(i, i + perGroup);
         const separators = children.slice(1).map(firstKey);
-        parents.push({ leaf: false, epoch: 0, separators, children, size: sumSizes(children) });
+        parents.push({ leaf: false, epoch: 0, separators, children });
       }
       level = parents;
     }
@@ -305,12 +272,6 @@ function newLeaf<V>(epoch: number, keys: string[], values: V[]): Leaf<V> {
 
 function entryCount<V>(node: TreeNode<V>): number {
   return node.leaf ? node.keys.length : node.children.length;
-}
-
-function sumSizes<V>(nodes: readonly TreeNode<V>[]): number {
-  let size = 0;
-  for (const n of nodes) size += n.leaf ? n.keys.length : n.size;
-  return size;
 }
 
 function firstKey<V>(node: TreeNode<V>): string {

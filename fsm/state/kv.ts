@@ -132,11 +132,6 @@ export class KvTable {
     return record === undefined ? undefined : recordToEntry(key, record);
   }
 
-  /** The stored record of `key` (no copy), for readers that serialise it themselves. */
-  record(key: string): KvRecord | undefined {
-    return this.entries.get(key);
-  }
-
   /** The entries whose key starts with `prefix`, in key order. */
   list(prefix: string): KvEntry[] {
     const result: KvEntry[] = [];

@@ -537,8 +537,9 @@ export class RaftHost {
     // those whose commit index covers entries already durable here (sentBeforePersisting). Votes and
     // acknowledgements promise durable state and go after the write (ADR 0001).
     const durableLastIndex = this.storage.lastIndex();
-    const early = rd.messages.filter((m) => sentBeforePersisting(m, durableLastIndex));
-    const late = early.length === rd.messages.length ? [] : early.length === 0 ? rd.messages : rd.messages.filter((m) => !sentBeforePersisting(m, durableLastIndex));
+    const early: Message[] = [];
+    const late: Message[] = [];
+    for (const m of rd.messages) (sentBeforePersisting(m, durableLastIndex) ? early : late).push(m);
     if (early.length > 0) this.transport?.send(early);
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
       await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
