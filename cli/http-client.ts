@@ -202,6 +202,18 @@ export class KonsulClient {
 
   /** `path` starts with /v1 and is already encoded; see encodePathSegments. */
   async request(method: string, path: string, options: RequestOptions = {}): Promise<KonsulResponse> {
+    return this.send(method, path, options, async (response) => Buffer.from(await response.arrayBuffer()), (response, body) => new KonsulResponse(response.status, response.headers, body));
+  }
+
+  /**
+   * A request whose body may be a stream and whose answer's body is handed over as a stream, not
+   * read (snapshots of large stores). A non-2xx answer is read and thrown as for request().
+   */
+  async stream(method: string, path: string, options: StreamRequestOptions = {}): Promise<KonsulStreamResponse> {
+    return this.send(method, path, options, async (response) => response.body ?? emptyBody(), (response, body) => ({ status: response.status, headers: response.headers, body: body as AsyncIterable<Uint8Array> }));
+  }
+
+  private async send<B, R>(method: string, path: string, options: StreamRequestOptions, readBody: (response: Response) => Promise<B>, result: (response: Response, body: B) => R): Promise<R> {
     const headers: Record<string, string> = {};
     if (this.#token !== undefined) headers['X-Consul-Token'] = this.#token;
     if (options.contentType !== undefined) headers['Content-Type'] = options.contentType;
@@ -211,21 +223,39 @@ export class KonsulClient {
     const url = `${this.address}${path}${queryString(options.query ?? {})}`;
 
     let response: Response;
-    let body: Buffer;
+    let body: B;
     try {
-      response = await fetch(url, { method, headers, body: options.body, signal });
-      body = Buffer.from(await response.arrayBuffer());
+      const streamed = options.body !== undefined && typeof options.body !== 'string' && !(options.body instanceof Uint8Array);
+      // A streamed request body needs half duplex (the answer is read after the body is sent).
+      response = await fetch(url, { method, headers, body: options.body as RequestInit['body'], signal, ...(streamed ? { duplex: 'half' } : {}) } as RequestInit);
+      if (!response.ok && !(options.acceptStatuses ?? []).includes(response.status)) {
+        const text = Buffer.from(await response.arrayBuffer()).toString('utf8');
+        throw new HttpStatusError(response.status, response.statusText || STATUS_CODES[response.status] || 'Unknown Status', text);
+      }
+      body = await readBody(response);
     } catch (err) {
+      if (err instanceof HttpStatusError) throw err;
       if (options.signal?.aborted) throw options.signal.reason;
       if (timeout.aborted) throw new UnreachableError(this.address, `timed out after ${formatSeconds(timeoutMs)}`);
       throw new UnreachableError(this.address, describeNetworkFailure(err));
     }
-    const result = new KonsulResponse(response.status, response.headers, body);
-    if (!result.ok && !(options.acceptStatuses ?? []).includes(result.status)) {
-      throw new HttpStatusError(result.status, response.statusText || STATUS_CODES[result.status] || 'Unknown Status', result.text());
-    }
-    return result;
+    return result(response, body);
   }
+}
+
+export interface StreamRequestOptions extends Omit<RequestOptions, 'body'> {
+  readonly body?: Uint8Array | string | AsyncIterable<Uint8Array>;
+}
+
+export interface KonsulStreamResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  /** Read it to the end (or abort the request's signal). */
+  readonly body: AsyncIterable<Uint8Array>;
+}
+
+async function* emptyBody(): AsyncGenerator<Uint8Array> {
+  // No body: nothing to yield.
 }
 
 function formatSeconds(ms: number): string {

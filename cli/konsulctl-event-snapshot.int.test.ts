@@ -81,7 +81,7 @@ t.test('snapshot save, inspect and restore', async (t) => {
   const file = join(workDir, 'backup.snap');
   const saved = await konsulctl(['snapshot', 'save', file]);
   t.equal(saved.code, 0, saved.stderr);
-  t.match(saved.stdout, /^Saved and verified snapshot to index \d+\n$/);
+  t.match(saved.stdout, /^Saved and verified snapshot to index \d+\nStateSize +\d+\nKVEntries +1\n/);
   t.ok(existsSync(file));
   t.same(readdirSync(workDir), ['backup.snap'], 'no temporary file left behind');
 
@@ -96,7 +96,7 @@ t.test('snapshot save, inspect and restore', async (t) => {
   await fetch(`${server.url}/v1/kv/cli/extra`, { method: 'PUT', body: 'x' });
   const restored = await konsulctl(['snapshot', 'restore', file]);
   t.equal(restored.code, 0, restored.stderr);
-  t.equal(restored.stdout, 'Restored snapshot\n');
+  t.match(restored.stdout, /^Restored snapshot\nStateSize +\d+\nKVEntries +1\nKVTombstones +0\nEvents +3\nNodes +\d+\nServices +\d+\nChecks +\d+\nSessions +0\n$/);
   t.equal(await (await fetch(`${server.url}/v1/kv/cli/k?raw`)).text(), 'saved');
   t.equal((await fetch(`${server.url}/v1/kv/cli/extra`)).status, 404);
 
@@ -104,7 +104,7 @@ t.test('snapshot save, inspect and restore', async (t) => {
   writeFileSync(bad, 'not a snapshot');
   const refused = await konsulctl(['snapshot', 'restore', bad]);
   t.equal(refused.code, 1);
-  t.match(refused.stderr, /^konsulctl: Konsul answered 400 Bad Request: not a snapshot archive/);
+  t.match(refused.stderr, /^konsulctl: (Konsul answered 400 Bad Request|.*bad\.snap is not a valid snapshot): not a snapshot archive/);
   const badInspect = await konsulctl(['snapshot', 'inspect', bad]);
   t.equal(badInspect.code, 1);
   t.match(badInspect.stderr, /is not a valid snapshot: not a snapshot archive/);

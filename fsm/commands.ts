@@ -5,8 +5,10 @@
 // - values travel as canonical base64 strings (bytes are not JSON);
 // - Flags, Consul's uint64, travels as a decimal string so that no bit is lost to float rounding;
 // - indexes (cas, upToIndex) are Raft indexes, which stay far below 2^53.
-// The one exception is snapshotRestore, whole FSM snapshots of up to tens of megabytes: a binary
-// encoding (a 0 byte, a kind byte, the raw bytes) spares every replica base64 and JSON over them.
+// The exceptions carry snapshot bytes: restoreChunk (a piece of a staged restore, up to a few
+// megabytes) and snapshotRestore (a whole state in one entry; no longer proposed, still applied
+// from old logs). A binary encoding (a 0 byte, a kind byte, the raw bytes) spares every replica
+// base64 and JSON over them.
 //
 // Validation happens on both ends: `encodeCommand` refuses to put an invalid command in the log
 // (a bug in the proposer), `decodeCommand`/`tryDecodeCommand` refuse to apply one (a log written
@@ -21,8 +23,14 @@ import { validateCatalogCommand, type CatalogCheckStatusCommand, type CatalogDer
 export type { CatalogCheckStatusCommand, CatalogDeregisterCommand, CatalogRegisterCommand } from './state/catalog-commands.ts';
 import { validateSessionCommand, type SessionCreateCommand, type SessionDestroyCommand, type SessionRenewCommand } from './state/session-commands.ts';
 import { onlyFields } from './command-shape.ts';
+import { validateRestoreCommand, type RestoreAbortCommand, type RestoreBeginCommand, type RestoreChunkCommand, type RestoreCommitCommand } from './restore-commands.ts';
+
+export type { RestoreAbortCommand, RestoreBeginCommand, RestoreChunkCommand, RestoreCommand, RestoreCommitCommand } from './restore-commands.ts';
 
 export type { SessionCreateCommand, SessionDestroyCommand, SessionRenewCommand } from './state/session-commands.ts';
+import { validateKvRecoveryCommand, type KvRecoveryPurgeCommand, type KvRecoveryReapCommand, type KvRecoveryRulesCommand } from './state/kv-recovery-commands.ts';
+
+export type { KvRecoveryCommand, KvRecoveryPurgeCommand, KvRecoveryReapCommand, KvRecoveryRulesCommand } from './state/kv-recovery-commands.ts';
 
 export const MAX_FLAGS = 0xffff_ffff_ffff_ffffn;
 
@@ -43,7 +51,10 @@ export interface KvSetCommand {
   readonly acquire?: string;
   /** Session id giving the lock up (and writing the value). */
   readonly release?: string;
-  /** With acquire: the proposer's clock (ms), to refuse a key under lock-delay (fsm/state/sessions.ts). */
+  /**
+   * The proposer's clock (ms). With acquire, to refuse a key under lock-delay (fsm/state/sessions.ts);
+   * on a key kept by recovery rules, the time of what the write retires (fsm/state/kv-recovery.ts).
+   */
   readonly nowMs?: number;
 }
 
@@ -52,12 +63,16 @@ export interface KvDeleteCommand {
   readonly type: 'kvDelete';
   readonly key: string;
   readonly cas?: number;
+  /** On a key kept by recovery rules: the proposer's clock (ms), the time of the retired value. */
+  readonly nowMs?: number;
 }
 
 /** DELETE /v1/kv/:prefix?recurse. The empty prefix deletes everything. */
 export interface KvDeleteTreeCommand {
   readonly type: 'kvDeleteTree';
   readonly prefix: string;
+  /** As kvDelete's. */
+  readonly nowMs?: number;
 }
 
 /** Proposed periodically by the leader: forget KV tombstones with an index <= upToIndex. */
@@ -100,8 +115,8 @@ export interface EventFireCommand {
 }
 
 /**
- * PUT /v1/snapshot: replaces the whole state with a snapshot's (fsm/snapshot.ts bytes). The only
- * binary command: tens of megabytes do not go through base64 and JSON (see encodeCommand).
+ * Replaces the whole state with a snapshot's (fsm/snapshot.ts bytes) in one entry. PUT /v1/snapshot
+ * proposed it until restores were staged (restore-commands.ts); logs may still hold it.
  */
 export interface SnapshotRestoreCommand {
   readonly type: 'snapshotRestore';
@@ -116,12 +131,19 @@ export type Command =
   | TxnCommand
   | EventFireCommand
   | SnapshotRestoreCommand
+  | RestoreBeginCommand
+  | RestoreChunkCommand
+  | RestoreCommitCommand
+  | RestoreAbortCommand
   | CatalogRegisterCommand
   | CatalogDeregisterCommand
   | CatalogCheckStatusCommand
   | SessionCreateCommand
   | SessionDestroyCommand
-  | SessionRenewCommand;
+  | SessionRenewCommand
+  | KvRecoveryRulesCommand
+  | KvRecoveryReapCommand
+  | KvRecoveryPurgeCommand;
 
 export type CommandType = Command['type'];
 
@@ -138,10 +160,13 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Binary commands start with a 0 byte, which no JSON command does (they start with '{'), then a
- * kind byte: 1 = snapshotRestore, followed by the snapshot bytes.
+ * kind byte: 1 = snapshotRestore, followed by the snapshot bytes; 2 = restoreChunk, followed by the
+ * restore id (36 ASCII bytes), the sequence number (uint32, big-endian) and the chunk.
  */
 const BINARY_COMMAND = 0x00;
 const BINARY_SNAPSHOT_RESTORE = 0x01;
+const BINARY_RESTORE_CHUNK = 0x02;
+const CHUNK_HEADER_BYTES = 2 + 36 + 4;
 
 /** Encodes a command for the Raft log; throws InvalidCommandError if it is not valid. */
 export function encodeCommand(command: Command): Uint8Array {
@@ -152,6 +177,15 @@ export function encodeCommand(command: Command): Uint8Array {
     bytes[0] = BINARY_COMMAND;
     bytes[1] = BINARY_SNAPSHOT_RESTORE;
     bytes.set(command.state, 2);
+    return bytes;
+  }
+  if (command.type === 'restoreChunk') {
+    const bytes = new Uint8Array(CHUNK_HEADER_BYTES + command.data.length);
+    bytes[0] = BINARY_COMMAND;
+    bytes[1] = BINARY_RESTORE_CHUNK;
+    for (let i = 0; i < 36; i++) bytes[2 + i] = command.id.charCodeAt(i);
+    new DataView(bytes.buffer).setUint32(38, command.seq);
+    bytes.set(command.data, CHUNK_HEADER_BYTES);
     return bytes;
   }
   return encoder.encode(JSON.stringify(command));
@@ -168,10 +202,7 @@ export type DecodeResult = { readonly ok: true; readonly command: Command } | { 
 
 /** Decodes and validates a command from the log without throwing. */
 export function tryDecodeCommand(bytes: Uint8Array): DecodeResult {
-  if (bytes[0] === BINARY_COMMAND) {
-    if (bytes[1] !== BINARY_SNAPSHOT_RESTORE || bytes.length < 3) return { ok: false, error: 'unknown binary command' };
-    return { ok: true, command: { type: 'snapshotRestore', state: bytes.subarray(2) } };
-  }
+  if (bytes[0] === BINARY_COMMAND) return decodeBinaryCommand(bytes);
   let parsed: unknown;
   try {
     parsed = JSON.parse(decoder.decode(bytes));
@@ -181,6 +212,21 @@ export function tryDecodeCommand(bytes: Uint8Array): DecodeResult {
   const problem = validateCommand(parsed);
   if (problem !== null) return { ok: false, error: problem };
   return { ok: true, command: parsed as Command };
+}
+
+function decodeBinaryCommand(bytes: Uint8Array): DecodeResult {
+  if (bytes[1] === BINARY_SNAPSHOT_RESTORE && bytes.length > 2) return { ok: true, command: { type: 'snapshotRestore', state: bytes.subarray(2) } };
+  if (bytes[1] === BINARY_RESTORE_CHUNK && bytes.length > CHUNK_HEADER_BYTES) {
+    const command: RestoreChunkCommand = {
+      type: 'restoreChunk',
+      id: String.fromCharCode(...bytes.subarray(2, 38)),
+      seq: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(38),
+      data: bytes.subarray(CHUNK_HEADER_BYTES),
+    };
+    const problem = validateRestoreCommand(command as unknown as Record<string, unknown>);
+    return problem === null ? { ok: true, command } : { ok: false, error: problem };
+  }
+  return { ok: false, error: 'unknown binary command' };
 }
 
 /** Builds a kvSet command from raw bytes (the value is base64-encoded here). */
@@ -235,7 +281,7 @@ export function validateCommand(value: unknown): string | null {
       const modes = ['cas', 'acquire', 'release'].filter((f) => c[f] !== undefined);
       if (modes.length > 1) return `kvSet: conflicting flags: ${modes.join(', ')}`;
       if (c['cas'] !== undefined && !isIndex(c['cas'])) return 'kvSet: cas must be a non-negative safe integer';
-      if (c['nowMs'] !== undefined && (c['acquire'] === undefined || !isIndex(c['nowMs']))) return 'kvSet: nowMs must be a non-negative safe integer, with acquire';
+      if (c['nowMs'] !== undefined && !isIndex(c['nowMs'])) return 'kvSet: nowMs must be a non-negative safe integer';
       for (const field of ['acquire', 'release']) {
         if (c[field] !== undefined && !(typeof c[field] === 'string' && isWellFormed(c[field]))) {
           return `kvSet: ${field} must be a session id string`;
@@ -244,16 +290,18 @@ export function validateCommand(value: unknown): string | null {
       return null;
     }
     case 'kvDelete': {
-      const fieldProblem = onlyFields(c, ['type', 'key'], ['cas']);
+      const fieldProblem = onlyFields(c, ['type', 'key'], ['cas', 'nowMs']);
       if (fieldProblem) return fieldProblem;
       const keyProblem = checkKey(c['key'], 'key', false);
       if (keyProblem) return keyProblem;
       if (c['cas'] !== undefined && !isIndex(c['cas'])) return 'kvDelete: cas must be a non-negative safe integer';
+      if (c['nowMs'] !== undefined && !isIndex(c['nowMs'])) return 'kvDelete: nowMs must be a non-negative safe integer';
       return null;
     }
     case 'kvDeleteTree': {
-      const fieldProblem = onlyFields(c, ['type', 'prefix'], []);
+      const fieldProblem = onlyFields(c, ['type', 'prefix'], ['nowMs']);
       if (fieldProblem) return fieldProblem;
+      if (c['nowMs'] !== undefined && !isIndex(c['nowMs'])) return 'kvDeleteTree: nowMs must be a non-negative safe integer';
       return checkKey(c['prefix'], 'prefix', true);
     }
     case 'kvReapTombstones': {
@@ -300,6 +348,17 @@ export function validateCommand(value: unknown): string | null {
     case 'sessionRenew':
       // fsm/state/session-commands.ts: exact fields, limits.
       return validateSessionCommand(c);
+    case 'kvRecoveryRules':
+    case 'kvRecoveryReap':
+    case 'kvRecoveryPurge':
+      // fsm/state/kv-recovery-commands.ts: recoverable deletes.
+      return validateKvRecoveryCommand(c);
+    case 'restoreBegin':
+    case 'restoreChunk':
+    case 'restoreCommit':
+    case 'restoreAbort':
+      // fsm/restore-commands.ts: exact fields, limits.
+      return validateRestoreCommand(c);
     case 'snapshotRestore': {
       const fieldProblem = onlyFields(c, ['type', 'state'], []);
       if (fieldProblem) return fieldProblem;

@@ -14,11 +14,13 @@ import {
   validateCommand,
   type Command,
   type EventFireCommand,
+  type RestoreCommand,
   type SnapshotRestoreCommand,
   type TxnCommand,
 } from './commands.ts';
 import { decodeSnapshot, encodeSnapshotPieces, encodeSnapshotView, SnapshotDecoder, SnapshotFormatError, type FsmState, type FsmView } from './snapshot.ts';
-import { stateForRestoreAt } from './restore.ts';
+import { smallTablesForRestoreAt, stateForRestoreAt } from './restore.ts';
+import { RestoreRejectedError, StagedRestore, type StagedRestoreProgress } from './staged-restore.ts';
 import { EventsTable, userEventJson, type EventFireResult, type EventsTableDump } from './state/events.ts';
 import { applyKvTxn, txnResultJson, type TxnApplyResult, type TxnKvOp, type TxnKvVerb } from './state/kv-txn.ts';
 import { CatalogTable, EMPTY_CATALOG_DUMP, type CatalogApplyResult, type CatalogTableDump, type CatalogWriteOutcome } from './state/catalog.ts';
@@ -27,6 +29,7 @@ import { KvTable, KvTableBuilder, type KvWriteOutcome, type SessionLookup } from
 import type { SessionCommand } from './state/session-commands.ts';
 import { EMPTY_SESSIONS_DUMP, sessionJson, SessionsTable, type SessionApplyResult, type SessionCatalogLookup, type SessionsChange, type SessionsTableDump } from './state/sessions.ts';
 import { WatchRegistry, type WatcherErrorHandler } from './watch.ts';
+import { EMPTY_KV_RECOVERY_DUMP, KvRecoveryTable, type KvRecoveryApplyResult, type KvRecoveryDump } from './state/kv-recovery.ts';
 import type { HostStateMachine, StateMachineRestore, StateMachineSnapshot } from '../raft/host/state-machine.ts';
 
 /** Why a command was not applied (the state is unchanged). */
@@ -38,7 +41,9 @@ export type ApplyErrorCode =
   /** acquire with a session that does not exist (Consul: `invalid session "<id>"`, HTTP 500). */
   | 'invalidSession'
   /** A session create the state refuses (missing node or check, critical check), Consul's text, HTTP 500. */
-  | 'sessionRejected';
+  | 'sessionRejected'
+  /** A staged restore command refused (none or another in progress, a bad chunk, a failed check). */
+  | 'restoreRejected';
 
 export interface ApplyError {
   readonly ok: false;
@@ -54,7 +59,7 @@ export interface ApplyError {
 export type ApplyResult = boolean | ApplyError;
 
 /** Everything `apply` answers: ApplyResult for KV writes, or the result type of a table's command. */
-export type FsmResult = ApplyResult | TxnApplyResult | EventFireResult | CatalogApplyResult | SessionApplyResult;
+export type FsmResult = ApplyResult | TxnApplyResult | EventFireResult | CatalogApplyResult | SessionApplyResult | KvRecoveryApplyResult;
 
 /** A broken contract between the host and the FSM (a bug, never an expected outcome). */
 export class FsmInvariantError extends Error {
@@ -76,12 +81,16 @@ export class KonsulFsm implements HostStateMachine {
   readonly events = new EventsTable();
   readonly catalog = new CatalogTable();
   readonly sessions = new SessionsTable();
+  /** Recoverable deletes: retired values of keys under configured prefixes; the FSM's clock dates them. */
+  readonly kvRecovery = new KvRecoveryTable(this.kv, () => this.sessions.clockMs());
   readonly watches: WatchRegistry;
   /** What KV locks consult: the sessions table, unless a test supplies its own. */
   private readonly sessionLookup: SessionLookup;
   /** Nodes and checks for session creation: the catalog table implements this lookup. */
   private readonly sessionCatalog: SessionCatalogLookup = this.catalog;
   private lastApplied = 0;
+  /** A restore between its restoreBegin and its commit or abort (restore-commands.ts). */
+  private staged: StagedRestore | null = null;
 
   constructor(options: KonsulFsmOptions = {}) {
     this.sessionLookup = options.sessions ?? this.sessions;
@@ -126,6 +135,20 @@ export class KonsulFsm implements HostStateMachine {
     this.lastApplied = index;
   }
 
+  /** The staged restore in progress, if any. */
+  restoreProgress(): StagedRestoreProgress | null {
+    return this.staged?.progress() ?? null;
+  }
+
+  /**
+   * Why a snapshot cannot be taken now, or null. A staged restore's tables built so far are in no
+   * snapshot: a replica installing a snapshot taken mid-restore would miss the earlier chunks and
+   * refuse the later ones, unlike the others. So no replica snapshots until the commit or abort.
+   */
+  snapshotBlocker(): string | null {
+    return this.staged === null ? null : `restore ${this.staged.id} in progress`;
+  }
+
   /** The whole state as deterministic bytes (see snapshot.ts), in one buffer. */
   snapshot(): Uint8Array {
     return encodeSnapshotView(this.view());
@@ -168,10 +191,12 @@ export class KonsulFsm implements HostStateMachine {
       },
       finish: () => {
         if (!open) throw new FsmInvariantError('restore finished twice');
-        const { appliedIndex, kvIndex, events, catalog, sessions } = decoder.finish();
+        const { appliedIndex, kvIndex, events, catalog, sessions, kvRecovery } = decoder.finish();
         open = false;
         this.kv.loadBuilt(kv, kvIndex);
-        this.loadSmallTables(events, catalog, sessions);
+        this.loadSmallTables(events, catalog, sessions, kvRecovery);
+        // Snapshots are never taken mid-restore (snapshotBlocker), so the state installed has none.
+        this.staged = null;
         this.lastApplied = appliedIndex;
         this.watches.notifyAll(appliedIndex);
         return appliedIndex;
@@ -193,19 +218,20 @@ export class KonsulFsm implements HostStateMachine {
   }
 
   private view(): FsmView {
-    return { appliedIndex: this.lastApplied, kv: this.kv.view(), events: this.events.dump(), catalog: this.catalog.dump(), sessions: this.sessions.dump() };
+    return { appliedIndex: this.lastApplied, kv: this.kv.view(), events: this.events.dump(), catalog: this.catalog.dump(), sessions: this.sessions.dump(), kvRecovery: this.kvRecovery.dump() };
   }
 
   /** Replaces every table with the snapshot's (a Raft snapshot install, or a snapshotRestore command). */
   private loadState(state: FsmState): void {
     this.kv.load(state.kv);
-    this.loadSmallTables(state.events, state.catalog, state.sessions);
+    this.loadSmallTables(state.events, state.catalog, state.sessions, state.kvRecovery);
   }
 
-  private loadSmallTables(events: EventsTableDump | undefined, catalog: CatalogTableDump | undefined, sessions: SessionsTableDump | undefined): void {
+  private loadSmallTables(events: EventsTableDump | undefined, catalog: CatalogTableDump | undefined, sessions: SessionsTableDump | undefined, kvRecovery?: KvRecoveryDump): void {
     this.events.load(events ?? { index: 0, lastLTime: 0, events: [] });
     this.catalog.load(catalog ?? EMPTY_CATALOG_DUMP);
     this.sessions.load(sessions ?? EMPTY_SESSIONS_DUMP);
+    this.kvRecovery.load(kvRecovery ?? EMPTY_KV_RECOVERY_DUMP);
   }
 
   private execute(index: number, command: Command): FsmResult {
@@ -221,9 +247,11 @@ export class KonsulFsm implements HostStateMachine {
         break;
       }
       case 'kvDelete':
+        if (command.nowMs !== undefined) this.sessions.observeTime(command.nowMs);
         outcome = this.kv.delete(index, command.key, command.cas);
         break;
       case 'kvDeleteTree':
+        if (command.nowMs !== undefined) this.sessions.observeTime(command.nowMs);
         outcome = this.kv.deleteTree(index, command.prefix);
         break;
       case 'kvReapTombstones':
@@ -236,6 +264,11 @@ export class KonsulFsm implements HostStateMachine {
         return this.fireEvent(index, command);
       case 'snapshotRestore':
         return this.restoreSnapshotCommand(index, command);
+      case 'restoreBegin':
+      case 'restoreChunk':
+      case 'restoreCommit':
+      case 'restoreAbort':
+        return this.applyStagedRestore(index, command);
       case 'catalogRegister':
       case 'catalogDeregister':
       case 'catalogCheckStatus':
@@ -244,6 +277,13 @@ export class KonsulFsm implements HostStateMachine {
       case 'sessionDestroy':
       case 'sessionRenew':
         return this.applySession(index, command);
+      case 'kvRecoveryRules':
+      case 'kvRecoveryReap':
+      case 'kvRecoveryPurge':
+        // fsm/state/kv-recovery.ts: no watchers (nothing blocks on retired versions).
+        this.lastApplied = index;
+        if (command.type === 'kvRecoveryReap') this.sessions.observeTime(command.nowMs);
+        return this.kvRecovery.apply(index, command);
       default:
         return assertNever(command);
     }
@@ -307,6 +347,45 @@ export class KonsulFsm implements HostStateMachine {
     this.loadState(stateForRestoreAt(state, index));
     this.watches.notifyAll(index);
     return true;
+  }
+
+  /**
+   * A staged restore's step (restore-commands.ts). A refused step changes nothing visible; a bad
+   * chunk or a failed commit also drops the restore, so every replica ends it at the same entry.
+   */
+  private applyStagedRestore(index: number, command: RestoreCommand): ApplyResult {
+    this.lastApplied = index;
+    const staged = this.staged;
+    const refuse = (error: string): ApplyError => ({ ok: false, code: 'restoreRejected', error });
+    if (command.type === 'restoreBegin') {
+      if (staged !== null) return refuse(`a restore is already in progress (${staged.id}, begun at index ${staged.beginIndex})`);
+      this.staged = new StagedRestore(command.id, index, command.bytes);
+      return true;
+    }
+    if (staged === null || staged.id !== command.id) {
+      return refuse(`restore ${command.id} is not in progress${staged === null ? '' : ` (restore ${staged.id} is)`}`);
+    }
+    if (command.type === 'restoreAbort') {
+      this.staged = null;
+      return true;
+    }
+    try {
+      if (command.type === 'restoreChunk') {
+        staged.write(command.seq, command.data);
+        return true;
+      }
+      this.staged = null;
+      const tables = staged.finish();
+      this.kv.loadBuilt(staged.kv, index);
+      const small = smallTablesForRestoreAt(tables, index);
+      this.loadSmallTables(small.events, small.catalog, small.sessions, small.kvRecovery);
+      this.watches.notifyAll(index);
+      return true;
+    } catch (err) {
+      if (!(err instanceof RestoreRejectedError)) throw err;
+      this.staged = null;
+      return refuse(err.message);
+    }
   }
 
   // -------------------------------------------------------------------------------------------

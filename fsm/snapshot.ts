@@ -13,6 +13,9 @@
 //     events (4)?        the events payload below               only if the table was ever used
 //     catalog (5)?       UTF-8 JSON (fsm/state/catalog-snapshot.ts)        likewise
 //     sessions (6)?      UTF-8 JSON (fsm/state/sessions-snapshot.ts)       likewise
+//     kvRecovery (7)?    u64 table index | u64 max bytes | u32 rule count | rule* | u64 version count
+//                        (fsm/state/kv-recovery.ts)                        likewise
+//     kvRecoveryVersions (8)*  u32 count | version*    oldest first across all frames
 //     end (0)            u64 entry count | u64 tombstone count
 //   trailer  u32 CRC-32 (IEEE) of everything before it
 //   entry     = str key | u64 CreateIndex | u64 ModifyIndex | u64 LockIndex | u64 Flags
@@ -22,6 +25,9 @@
 //   event     = str ID | str Name | u32 payload length | payload | str NodeFilter
 //               | str ServiceFilter | str TagFilter | u32 Version | u64 LTime | u64 index
 //               (oldest first, at most 256; LTimes and indexes strictly increase)
+//   rule      = str prefix | u64 retention ms | u32 max versions         (sorted by prefix)
+//   version   = entry | u64 retired index | u64 retired at ms | u64 retention ms | u8 why
+//               (why: 0 deleted, 1 overwritten; retired indexes never decrease)
 // A frame of entries or tombstones closes at the first record that takes its payload to 64 KiB,
 // so where frames end depends on the state alone, not on how the bytes are read out. A writer
 // encodes one frame at a time from a point-in-time view and a reader decodes one frame at a time
@@ -39,6 +45,8 @@ import { EMPTY_CATALOG_DUMP, type CatalogTableDump } from './state/catalog.ts';
 import { decodeCatalogSection, encodeCatalogSection, isEmptyCatalogDump } from './state/catalog-snapshot.ts';
 import { EMPTY_SESSIONS_DUMP, type SessionsTableDump } from './state/sessions.ts';
 import { decodeSessionsSection, encodeSessionsSection, isEmptySessionsDump } from './state/sessions-snapshot.ts';
+import { isEmptyKvRecoveryDump, type KvRecoveryDump, type RetiredVersion } from './state/kv-recovery.ts';
+import { checkKvRecoveryRules, type KvRecoveryRule } from './state/kv-recovery-commands.ts';
 
 export const SNAPSHOT_FORMAT_VERSION = 2;
 const MAGIC = [0x4b, 0x4e, 0x53, 0x4c]; // "KNSL"
@@ -56,9 +64,11 @@ const TAG_KV_TOMBSTONES = 3;
 const TAG_EVENTS = 4;
 const TAG_CATALOG = 5;
 const TAG_SESSIONS = 6;
-/** Where each tag may stand: tags must come in this order; kvEntries and kvTombstones may repeat. */
-const TAG_RANK = [6, 0, 1, 2, 3, 4, 5];
-const REPEATABLE = new Set([TAG_KV_ENTRIES, TAG_KV_TOMBSTONES]);
+const TAG_KV_RECOVERY = 7;
+const TAG_KV_RECOVERY_VERSIONS = 8;
+/** Where each tag may stand: tags must come in this order; record frames may repeat. */
+const TAG_RANK = [8, 0, 1, 2, 3, 4, 5, 6, 7];
+const REPEATABLE = new Set([TAG_KV_ENTRIES, TAG_KV_TOMBSTONES, TAG_KV_RECOVERY_VERSIONS]);
 
 /** Everything the FSM holds, as plain objects (tests, the archive inspector, snapshotRestore). */
 export interface FsmState {
@@ -70,6 +80,8 @@ export interface FsmState {
   readonly catalog?: CatalogTableDump;
   /** Absent when the snapshot has no sessions section (an empty table, written only when used). */
   readonly sessions?: SessionsTableDump;
+  /** Absent when the snapshot has no kvRecovery section (never used). */
+  readonly kvRecovery?: KvRecoveryDump;
 }
 
 /**
@@ -82,6 +94,8 @@ export interface FsmView {
   readonly events: EventsTableDump;
   readonly catalog: CatalogTableDump;
   readonly sessions: SessionsTableDump;
+  /** Absent: an unused table (tests and tools building views by hand). */
+  readonly kvRecovery?: KvRecoveryDump;
 }
 
 /** The snapshot bytes are not a snapshot this version can read. */
@@ -155,6 +169,7 @@ export function encodeSnapshot(state: FsmState): Uint8Array {
     events: state.events ?? { index: 0, lastLTime: 0, events: [] },
     catalog: state.catalog ?? EMPTY_CATALOG_DUMP,
     sessions: state.sessions ?? EMPTY_SESSIONS_DUMP,
+    ...(state.kvRecovery !== undefined ? { kvRecovery: state.kvRecovery } : {}),
   });
 }
 
@@ -177,6 +192,7 @@ function* encodeFrames(view: FsmView): Generator<Uint8Array> {
   if (events.index > 0 || events.lastLTime > 0 || events.events.length > 0) yield frame(TAG_EVENTS, eventsSize(events), (w) => writeEvents(w, events));
   if (!isEmptyCatalogDump(view.catalog)) yield bytesFrame(TAG_CATALOG, encodeCatalogSection(view.catalog));
   if (!isEmptySessionsDump(view.sessions)) yield bytesFrame(TAG_SESSIONS, encodeSessionsSection(view.sessions));
+  if (view.kvRecovery !== undefined && !isEmptyKvRecoveryDump(view.kvRecovery)) yield* kvRecoveryFrames(view.kvRecovery);
   yield frame(TAG_END, 16, (w) => {
     w.u64(view.kv.entries.size);
     w.u64(view.kv.tombstones.size);
@@ -189,7 +205,7 @@ function* encodeFrames(view: FsmView): Generator<Uint8Array> {
  */
 function* recordFrames<V>(
   tag: number,
-  records: SortedMapView<V>,
+  records: Pick<SortedMapView<V>, 'leaves'>,
   sizeOf: (key: string, value: V) => number,
   write: (w: ByteWriter, key: string, value: V) => void,
 ): Generator<Uint8Array> {
@@ -269,6 +285,7 @@ export interface DecodedTables {
   readonly events?: EventsTableDump;
   readonly catalog?: CatalogTableDump;
   readonly sessions?: SessionsTableDump;
+  readonly kvRecovery?: KvRecoveryDump;
 }
 
 /**
@@ -291,6 +308,9 @@ export class SnapshotDecoder {
   private lastTombstoneKey: string | undefined;
   private entryCount = 0;
   private tombstoneCount = 0;
+  /** The kvRecovery header until the end frame, and the versions read so far. */
+  private kvRecovery: { index: number; maxBytes: number; rules: KvRecoveryRule[]; count: number } | undefined;
+  private kvRecoveryVersions: RetiredVersion[] = [];
 
   constructor(private readonly sink: SnapshotSink) {}
 
@@ -430,8 +450,20 @@ export class SnapshotDecoder {
       case TAG_SESSIONS:
         this.tables = { ...this.tables, sessions: decodeSessionsSection(r.rest(), formatError) };
         break;
+      case TAG_KV_RECOVERY:
+        this.kvRecovery = readKvRecoveryHeader(r);
+        break;
+      case TAG_KV_RECOVERY_VERSIONS:
+        if (this.kvRecovery === undefined) throw new SnapshotFormatError('kvRecovery versions without their header');
+        readKvRecoveryVersions(r, this.kvRecoveryVersions);
+        break;
       case TAG_END:
         if (r.u64() !== this.entryCount || r.u64() !== this.tombstoneCount) throw new SnapshotFormatError('snapshot entry counts do not match its frames');
+        if (this.kvRecovery !== undefined) {
+          const { index, maxBytes, rules, count } = this.kvRecovery;
+          if (count !== this.kvRecoveryVersions.length) throw new SnapshotFormatError('kvRecovery version count does not match its frames');
+          this.tables = { ...this.tables, kvRecovery: { index, maxBytes, rules, versions: this.kvRecoveryVersions } };
+        }
         break;
     }
     r.end();
@@ -593,6 +625,62 @@ function readEvents(r: ByteReader): EventsTableDump {
     events.push({ ID, Name, Payload, NodeFilter, ServiceFilter, TagFilter, Version, LTime, Index: eventIndex });
   }
   return { index, lastLTime, events };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recoverable deletes (fsm/state/kv-recovery.ts): a header frame, then versions in record frames.
+// ---------------------------------------------------------------------------------------------
+
+function* kvRecoveryFrames(dump: KvRecoveryDump): Generator<Uint8Array> {
+  let size = 8 + 8 + 4 + 8;
+  for (const rule of dump.rules) size += strSize(rule.prefix) + 8 + 4;
+  yield frame(TAG_KV_RECOVERY, size, (w) => {
+    w.u64(dump.index);
+    w.u64(dump.maxBytes);
+    w.u32(dump.rules.length);
+    for (const rule of dump.rules) {
+      w.str(rule.prefix);
+      w.u64(rule.retentionMs);
+      w.u32(rule.maxVersions);
+    }
+    w.u64(dump.versions.length);
+  });
+  const run = { keys: dump.versions.map((v) => v.key), values: dump.versions, offset: 0 };
+  const versions = { *leaves(): Generator<typeof run> { yield run; } };
+  yield* recordFrames(TAG_KV_RECOVERY_VERSIONS, versions, (key, v) => entrySize(key, v.record) + 8 * 3 + 1, (w, key, v) => {
+    writeEntry(w, key, v.record);
+    w.u64(v.retiredIndex);
+    w.u64(v.retiredAtMs);
+    w.u64(v.retentionMs);
+    w.u8(v.why === 'deleted' ? 0 : 1);
+  });
+}
+
+function readKvRecoveryHeader(r: ByteReader): { index: number; maxBytes: number; rules: KvRecoveryRule[]; count: number } {
+  const index = r.u64();
+  const maxBytes = r.u64();
+  const ruleCount = r.u32();
+  const rules: KvRecoveryRule[] = [];
+  for (let i = 0; i < ruleCount && i <= 1024; i++) rules.push({ prefix: r.str(), retentionMs: r.u64(), maxVersions: r.u32() });
+  const problem = checkKvRecoveryRules(rules, maxBytes);
+  if (problem !== null || rules.length !== ruleCount) throw new SnapshotFormatError(`kvRecovery rules: ${problem ?? 'too many'}`);
+  return { index, maxBytes, rules, count: r.u64() };
+}
+
+function readKvRecoveryVersions(r: ByteReader, into: RetiredVersion[]): void {
+  const count = r.u32();
+  for (let i = 0; i < count; i++) {
+    const key = r.str();
+    const record = readRecord(r);
+    const retiredIndex = r.u64();
+    const retiredAtMs = r.u64();
+    const retentionMs = r.u64();
+    const why = r.u8();
+    if (why > 1) throw new SnapshotFormatError('bad kvRecovery reason');
+    const previous = into[into.length - 1];
+    if (previous !== undefined && previous.retiredIndex > retiredIndex) throw new SnapshotFormatError('kvRecovery versions out of order');
+    into.push({ key, record, retiredIndex, retiredAtMs, retentionMs, why: why === 0 ? 'deleted' : 'overwritten' });
+  }
 }
 
 /** Bytes `str` writes: the length prefix and the UTF-8 encoding. */

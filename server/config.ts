@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { DnsConfigError, normaliseDomain, parseDnsAddr, parseDnsConfigObject, parseRecursors, type DnsConfigObject } from '../dns/config.ts';
+import { DEFAULT_KV_RECOVERY_MAX_BYTES, type KvRecoveryRule } from '../fsm/state/kv-recovery-commands.ts';
+import { KvRecoveryConfigError, parseKvRecoveryMaxBytes, parseKvRecoveryRules } from './kv-recovery-config.ts';
 
 export interface HostPort {
   readonly host: string;
@@ -27,6 +29,8 @@ export interface ServerConfig {
   readonly snapshotTrailingEntries: number;
   /** Deleted keys' tombstones are reaped after this long (longer than any blocking wait). */
   readonly tombstoneTtlMs: number;
+  /** The leader aborts a restore (PUT /v1/snapshot) that received no chunk for this long (its proposer died). */
+  readonly restoreStallTimeoutMs: number;
   /**
    * Shortest session TTL accepted (Consul's session_ttl_min, default 10 s). Tests lower it to keep
    * TTL expiries short; the maximum stays Consul's 86400 s.
@@ -67,6 +71,10 @@ export interface ServerConfig {
   readonly dnsRecursors: readonly string[];
   /** Consul's `dns_config` object (dns/config.ts: TTLs, only_passing, truncation, SOA). */
   readonly dnsConfig: DnsConfigObject;
+  /** Recoverable deletes (`kv_recovery`, docs/adr/0017-kv-recovery.md): none by default. */
+  readonly kvRecovery: readonly KvRecoveryRule[];
+  /** What all retired versions may hold together (`kv_recovery_max_bytes`). */
+  readonly kvRecoveryMaxBytes: number;
 }
 
 export const DEFAULTS: ServerConfig = {
@@ -83,6 +91,7 @@ export const DEFAULTS: ServerConfig = {
   snapshotEveryEntries: 16384,
   snapshotTrailingEntries: 5000, // raft/storage/level-storage.ts DEFAULT_TRAILING_ENTRIES
   tombstoneTtlMs: 15 * 60 * 1000,
+  restoreStallTimeoutMs: 15_000,
   sessionTtlMinMs: 10_000,
   checkReapIntervalMs: 30_000,
   checkDeregisterIntervalMinMs: 60_000,
@@ -103,6 +112,8 @@ export const DEFAULTS: ServerConfig = {
   dnsDomain: 'consul',
   dnsRecursors: [],
   dnsConfig: {},
+  kvRecovery: [],
+  kvRecoveryMaxBytes: DEFAULT_KV_RECOVERY_MAX_BYTES,
 };
 
 export class ConfigError extends Error {
@@ -135,6 +146,7 @@ const FILE_KEYS: Record<string, (v: unknown, c: Partial<Mutable<ServerConfig>>) 
   snapshot_trailing_entries: (v, c) => (c.snapshotTrailingEntries = nonNegativeInt(v, 'snapshot_trailing_entries')),
   sync_writes: (v, c) => (c.syncWrites = bool(v, 'sync_writes')),
   tombstone_ttl_ms: (v, c) => (c.tombstoneTtlMs = positiveInt(v, 'tombstone_ttl_ms')),
+  restore_stall_timeout_ms: (v, c) => (c.restoreStallTimeoutMs = positiveInt(v, 'restore_stall_timeout_ms')),
   check_reap_interval_ms: (v, c) => (c.checkReapIntervalMs = positiveInt(v, 'check_reap_interval_ms')),
   check_deregister_interval_min_ms: (v, c) => (c.checkDeregisterIntervalMinMs = positiveInt(v, 'check_deregister_interval_min_ms')),
   session_ttl_min_ms: (v, c) => (c.sessionTtlMinMs = positiveInt(v, 'session_ttl_min_ms')),
@@ -155,7 +167,18 @@ const FILE_KEYS: Record<string, (v: unknown, c: Partial<Mutable<ServerConfig>>) 
   domain: (v, c) => (c.dnsDomain = dnsSetting(() => normaliseDomain(str(v, 'domain')))),
   recursors: (v, c) => (c.dnsRecursors = dnsSetting(() => parseRecursors(v))),
   dns_config: (v, c) => (c.dnsConfig = dnsSetting(() => parseDnsConfigObject(v))),
+  kv_recovery: (v, c) => (c.kvRecovery = kvRecoverySetting(() => parseKvRecoveryRules(v))),
+  kv_recovery_max_bytes: (v, c) => (c.kvRecoveryMaxBytes = kvRecoverySetting(() => parseKvRecoveryMaxBytes(v))),
 };
+
+function kvRecoverySetting<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof KvRecoveryConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
+}
 
 function dnsSetting<T>(parse: () => T): T {
   try {

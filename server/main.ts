@@ -20,6 +20,8 @@ import { LocalAgent } from './local-agent.ts';
 import { ServerRegistration, serverAddress } from './server-registration.ts';
 import { SessionTtlTimer } from './session-ttl.ts';
 import { TombstoneReaper } from './tombstone-reaper.ts';
+import { RestoreWatchdog } from './snapshot-restore.ts';
+import { KvRecoveryKeeper } from './kv-recovery-reaper.ts';
 import { KONSUL_VERSION } from './version.ts';
 
 export interface RunningServer {
@@ -147,6 +149,29 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     hasTombstones: () => fsm.kv.tombstoneCount > 0,
   });
   reaper.start();
+  // Recoverable deletes: the leader keeps the FSM's rules equal to the config and reaps expired versions.
+  const kvRecovery = new KvRecoveryKeeper({
+    raft,
+    table: fsm.kvRecovery,
+    rules: config.kvRecovery,
+    maxBytes: config.kvRecoveryMaxBytes,
+    checkEveryMs: 1000,
+    onError: (err) => {
+      if (config.logLevel !== 'silent') process.stderr.write(`konsul: [warn] kv recovery: ${(err as Error).message}\n`);
+    },
+  });
+  kvRecovery.start();
+  // The leader ends a restore (PUT /v1/snapshot) whose proposer went away (server/snapshot-restore.ts).
+  const restoreWatchdog = new RestoreWatchdog({
+    isReadyLeader: () => raft.isReadyLeader(),
+    progress: () => fsm.restoreProgress(),
+    propose: (command) => raft.propose(command),
+    stallTimeoutMs: config.restoreStallTimeoutMs,
+    log: (message) => {
+      if (config.logLevel !== 'silent') process.stderr.write(`konsul: [warn] ${message}\n`);
+    },
+  });
+  restoreWatchdog.start();
   // The leader expires sessions not renewed for TTL × 2 (server/session-ttl.ts).
   const sessionTtl = new SessionTtlTimer({
     raft,
@@ -240,6 +265,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   } catch (err) {
     await dns?.stop();
     reaper.stop();
+    kvRecovery.stop();
+    restoreWatchdog.stop();
     sessionTtl.stop();
     registration.stop();
     agentRpc.stop();
@@ -267,6 +294,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         shutdown.abort();
         await dns?.stop();
         reaper.stop();
+        kvRecovery.stop();
+        restoreWatchdog.stop();
         sessionTtl.stop();
         registration.stop();
         agentRpc.stop();

@@ -2,6 +2,7 @@
 // (Consul's "runtime" keys, plus event-loop lag and memory) and the Raft host's snapshot figures.
 // Like every Stats section, they map names to strings.
 import { arch, cpus, platform } from 'node:os';
+import type { StagedRestoreProgress } from '../fsm/staged-restore.ts';
 import type { EventLoopLagMonitor, LagFigures } from './event-loop-lag.ts';
 
 /** A number as a Stats string: integers as they are, others with up to 3 decimals. */
@@ -71,4 +72,18 @@ export function snapshotSection(raft: object): Record<string, string> | undefine
     else if (typeof value === 'string' || typeof value === 'boolean') section[snake(name)] = String(value);
   }
   return section;
+}
+
+/** Stats.restore: the staged restore (PUT /v1/snapshot) this server's state machine is building. */
+export function restoreSection(progress: StagedRestoreProgress | null): Record<string, string> {
+  if (progress === null) return { in_progress: 'false' };
+  return {
+    in_progress: 'true',
+    id: progress.id,
+    begin_index: String(progress.beginIndex),
+    bytes: String(progress.bytes),
+    received_bytes: String(progress.receivedBytes),
+    chunks: String(progress.chunks),
+    kv_entries: String(progress.kvEntries),
+  };
 }

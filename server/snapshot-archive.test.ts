@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import t from 'tap';
-import { readSnapshotArchive, SnapshotArchiveError, writeSnapshotArchive } from './snapshot-archive.ts';
+import { TestStore } from '../fsm/test-store.ts';
+import { readSnapshotArchive, readSnapshotArchiveStream, SnapshotArchiveError, snapshotArchiveStream, writeSnapshotArchive } from './snapshot-archive.ts';
 
 const META = { Version: 1, ID: '2-42-1700000000000', Index: 42, Term: 2, FormatVersion: 1, KonsulVersion: '1.18.0', CreatedAt: '2026-01-01T00:00:00.000Z' };
 const STATE = Uint8Array.from({ length: 5000 }, (_, i) => (i * 7) & 255);
@@ -105,4 +106,78 @@ t.test('a state over the limit is refused as too large, even when it is a small 
     t.equal((err as SnapshotArchiveError).tooLarge, true);
   }
   t.equal(readSnapshotArchive(bytes, { maxStateBytes: Number.POSITIVE_INFINITY }).state.length, big.length, 'no limit: read whole');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Streaming: the archive written around a state file and read back in pieces cut anywhere, with
+// the FSM snapshot inside checked and counted as it passes.
+// ---------------------------------------------------------------------------------------------
+
+function realState(): Uint8Array {
+  const s = new TestStore();
+  for (let i = 0; i < 2000; i++) s.put(`stream/k${i}`, `value ${i}`.repeat(1 + (i % 7)));
+  s.put('gone', 'x');
+  s.del('gone');
+  return s.fsm.snapshot();
+}
+
+async function* cut(bytes: Uint8Array, sizes: readonly number[]): AsyncGenerator<Uint8Array> {
+  for (let at = 0, i = 0; at < bytes.length; i++) {
+    const size = sizes[i % sizes.length]!;
+    yield bytes.subarray(at, at + size);
+    at += size;
+  }
+}
+
+async function streamed(state: Uint8Array): Promise<Buffer> {
+  const dir = mkdtempSync(join(tmpdir(), 'konsul-archive-stream-'));
+  try {
+    const path = join(dir, 'state');
+    writeFileSync(path, state);
+    const chunks: Buffer[] = [];
+    for await (const chunk of snapshotArchiveStream(META, { path, bytes: state.length, sha256: sha(state) }, NOW)) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+t.test('streamed: the archive around a state file reads back piece by piece, counted and checked', async (t) => {
+  const state = realState();
+  const archive = await streamed(state);
+  t.equal(Buffer.compare(readSnapshotArchive(archive, LIMITS).state as Buffer, Buffer.from(state)), 0, 'the in-memory reader agrees');
+  for (const sizes of [[1], [7, 512, 3], [65536]]) {
+    const pieces: Buffer[] = [];
+    const progress: number[] = [];
+    const verified = await readSnapshotArchiveStream(cut(archive, sizes), {
+      onState: (piece) => void pieces.push(piece),
+      onProgress: (p) => progress.push(p.kvEntries),
+    });
+    t.equal(Buffer.compare(Buffer.concat(pieces), Buffer.from(state)), 0, `pieces of ${sizes.join(',')}: state.bin handed on exactly`);
+    t.match(verified, { stateBytes: state.length, stateSha256: sha(state), meta: { ...META, Size: state.length, Format: 'konsul-fsm' } });
+    t.match(verified.counts, { kvEntries: 2000, kvTombstones: 1, events: 0, nodes: 0, sessions: 0 });
+    t.equal(progress[progress.length - 1], 2000, 'progress counts every key');
+  }
+});
+
+t.test('streamed: damage is refused, by the container or by the state inside', async (t) => {
+  const state = realState();
+  const archive = await streamed(state);
+  const tar = gunzipSync(archive);
+  const inState = Buffer.from(tar);
+  inState[1536 + 3000]! ^= 1;
+  const junkState = Buffer.from('definitely not a Konsul snapshot');
+  const junkMeta = metaJson({ Size: junkState.length });
+  const cases: [string, Uint8Array, RegExp][] = [
+    ['not gzip', Buffer.from('hello'), /not gzip data/],
+    ['empty', Buffer.alloc(0), /not gzip data/],
+    ['truncated', archive.subarray(0, archive.length - 100), /failed reading snapshot|truncated/],
+    ['a flipped bit in state.bin', gzipSync(inState), /hash check failed|checksum mismatch|out of order|snapshot/],
+    ['a state that is not an FSM snapshot', makeArchive([['meta.json', junkMeta], ['state.bin', junkState], ['SHA256SUMS', sums(junkMeta, junkState)]]), /not a Konsul FSM snapshot/],
+    ['an extra file', makeArchive([['meta.json', junkMeta], ['evil.sh', Buffer.from('x')]]), /unexpected file "evil.sh"/],
+  ];
+  for (const [name, bytes, message] of cases) {
+    await t.rejects(readSnapshotArchiveStream(cut(bytes, [4096])), message, name);
+  }
+  await t.rejects(readSnapshotArchiveStream(cut(archive, [4096]), { maxStateBytes: 100 }), { name: 'SnapshotArchiveError', tooLarge: true } as never, 'over the limit: too large');
 });

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { commanderParser, parseDuration, parsePositiveInt, parseUint64, UsageError } from '../args.ts';
 import { clientFor, handleErrors, reportError, writeStdout } from '../command-support.ts';
+import { registerKvRecoverCommand } from './kv-recover.ts';
 import { CliError, encodePathSegments, HttpStatusError, UnreachableError } from '../http-client.ts';
 import type { KonsulClient, KonsulResponse } from '../http-client.ts';
 import {
@@ -213,6 +214,8 @@ unreachable or answers 5xx after the first answer, it retries with backoff (noti
       const key = normalizeKey(rawKey, { allowEmpty: prefix });
       await watchKv(clientFor(command), key, options);
     }));
+
+  registerKvRecoverCommand(kv);
 }
 
 /** Consul's CLI strips one leading "/" (keys never start with one), and rejects an empty key. */

@@ -77,6 +77,19 @@ export interface KvWrite {
   readonly flags: bigint;
 }
 
+/** Why a record left the store: a delete, or a write that changed its value or flags. */
+export type KvRetireReason = 'deleted' | 'overwritten';
+
+/**
+ * Told about records that deletes and overwrites retire (recoverable deletes, kv-recovery.ts).
+ * `covers` is asked first, so keys it does not cover cost one call; a transaction's retirements
+ * are told only when it commits.
+ */
+export interface KvRetireListener {
+  covers(key: string): boolean;
+  retired(key: string, record: KvRecord, index: number, why: KvRetireReason): void;
+}
+
 /** The table's full contents, for snapshots. Entries and tombstones are in key order. */
 export interface KvTableDump {
   readonly index: number;
@@ -113,6 +126,8 @@ export class KvTable {
   private tableIndex = 0;
   /** While a transaction runs: what its writes replaced, to put back if it fails (see beginTransaction). */
   private undo: KvUndoLog | null = null;
+  /** Null unless recovery rules exist: the hot path then pays one null check per write. */
+  private retireListener: KvRetireListener | null = null;
 
   /** The table index: the last index at which any KV entry changed. */
   index(): number {
@@ -262,7 +277,7 @@ export class KvTable {
     const existing = this.entries.get(key);
     if (existing === undefined) return done(true);
     if (cas !== undefined && modifyIndexOf(existing) !== cas) return done(false);
-    this.remove(key, existing);
+    this.remove(index, key, existing);
     this.putTombstone(key, index);
     this.tableIndex = index;
     return { kind: 'done', result: true, changedKeys: [key] };
@@ -276,7 +291,7 @@ export class KvTable {
     const removed: [string, KvRecord][] = [];
     this.entries.forEachWithPrefix(prefix, (key, record) => removed.push([key, record]));
     if (removed.length === 0) return done(true);
-    for (const [key, record] of removed) this.remove(key, record);
+    for (const [key, record] of removed) this.remove(index, key, record);
     if (prefix !== '') this.putTombstone(prefix, index);
     this.tableIndex = index;
     return { kind: 'done', result: true, changedKeys: removed.map(([key]) => key) };
@@ -309,7 +324,9 @@ export class KvTable {
 
   /** Keeps every write since beginTransaction. */
   commitTransaction(): void {
+    const retired = this.undo?.retired;
     this.undo = null;
+    if (retired !== undefined && this.retireListener !== null) for (const r of retired) this.retireListener.retired(r.key, r.record, r.index, r.why);
   }
 
   /** Undoes every write since beginTransaction: entries, locks, tombstones and the table index. */
@@ -382,6 +399,9 @@ export class KvTable {
     }
     const record = packRecord({ createIndex: existing === undefined ? index : createIndexOf(existing), modifyIndex: index, lockIndex, flags: write.flags, session }, write.value);
     this.undo?.recordEntry(write.key, existing);
+    if (this.retireListener !== null && existing !== undefined && this.retireListener.covers(write.key) && (flagsOf(existing) !== write.flags || !valueEquals(existing, write.value))) {
+      this.noteRetired(write.key, existing, index, 'overwritten');
+    }
     const before = existing === undefined ? undefined : sessionOf(existing);
     if (before !== session) {
       if (before !== undefined) this.untrackLock(before, write.key);
@@ -393,11 +413,23 @@ export class KvTable {
   }
 
   /** Drops an entry and its lock. */
-  private remove(key: string, record: KvRecord): void {
+  private remove(index: number, key: string, record: KvRecord): void {
     this.undo?.recordEntry(key, record);
+    if (this.retireListener !== null && this.retireListener.covers(key)) this.noteRetired(key, record, index, 'deleted');
     this.entries.delete(key);
     const holder = sessionOf(record);
     if (holder !== undefined) this.untrackLock(holder, key);
+  }
+
+  /** Who hears of retired records (null: nobody, the default). */
+  setRetireListener(listener: KvRetireListener | null): void {
+    this.retireListener = listener;
+  }
+
+  /** Inside a transaction the retirement waits for the commit (a rollback forgets it). */
+  private noteRetired(key: string, record: KvRecord, index: number, why: KvRetireReason): void {
+    if (this.undo !== null) this.undo.retired.push({ key, record, index, why });
+    else this.retireListener!.retired(key, record, index, why);
   }
 
   private putTombstone(key: string, index: number): void {
@@ -452,6 +484,8 @@ class KvUndoLog {
   readonly entries = new Map<string, KvRecord | undefined>();
   /** The tombstone index before the transaction first set it (undefined: no tombstone). */
   readonly tombstones = new Map<string, number | undefined>();
+  /** Records retired while the transaction runs, told to the listener if it commits. */
+  readonly retired: { key: string; record: KvRecord; index: number; why: KvRetireReason }[] = [];
   constructor(readonly tableIndex: number) {}
 
   recordEntry(key: string, previous: KvRecord | undefined): void {

@@ -16,7 +16,8 @@ import { RawNode, sentBeforePersisting } from '../core/raw-node.ts';
 import type { RaftStorage } from '../core/storage.ts';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, Snapshot, SnapshotMeta, SoftState, Status } from '../core/types.ts';
 import type { CreatedSnapshot, SnapshotDataReader, SnapshotDataSource } from './snapshot-data.ts';
-import type { HostStateMachine, StateMachineSnapshot } from './state-machine.ts';
+import type { HostStateMachine } from './state-machine.ts';
+import { SliceClock, timeSlicedPieces } from './time-slices.ts';
 
 export type { HostStateMachine, StateMachineRestore, StateMachineSnapshot } from './state-machine.ts';
 
@@ -91,8 +92,8 @@ const RESTORE_PIECE_BYTES = 256 * 1024;
 const SNAPSHOT_WRITE_AMPLIFICATION = 8;
 /** ...or holds this many times snapshotEveryEntries entries. */
 const SNAPSHOT_ENTRIES_CAP_FACTOR = 8;
-/** CPU time snapshot work may take before it lets the event loop run (heartbeats, HTTP). */
-const SNAPSHOT_SLICE_MS = 8;
+/** ...or holds this many bytes, whatever the entry count: it bounds the log kept in memory (a restore's chunks are few entries). */
+const SNAPSHOT_LOG_BYTES_CAP = 64 * 1024 * 1024;
 
 interface SnapshotWaiter {
   resolve(snapshot: { index: number; term: number }): void;
@@ -624,10 +625,11 @@ export class RaftHost {
    * itself over and over (1e6 keys: 150 MB written every 16,384 puts cost a third of the put
    * throughput, measured). Past the entry threshold, wait until the log since the last snapshot is
    * worth an eighth of its size — the state is then rewritten at most 8 bytes per byte of log — or
-   * until the log holds 8 thresholds of entries, which bounds the log kept in memory.
+   * until the log holds 8 thresholds of entries or 64 MiB, which bounds the log kept in memory.
    */
   private snapshotDue(): boolean {
     const entries = this.appliedIndex - this.snapshotIndex;
+    if (this.logBytesSinceSnapshot >= SNAPSHOT_LOG_BYTES_CAP) return true;
     if (entries < this.snapshotEveryEntries) return false;
     return entries >= SNAPSHOT_ENTRIES_CAP_FACTOR * this.snapshotEveryEntries || this.logBytesSinceSnapshot * SNAPSHOT_WRITE_AMPLIFICATION >= this.snapshotBytes;
   }
@@ -638,6 +640,8 @@ export class RaftHost {
    */
   private maybeSnapshot(): void {
     if (this.snapshotTask || this.stopped || this.fatal) return;
+    // Waiters stay queued: the snapshot is taken once the state machine allows it again.
+    if (this.fsm.snapshotBlocker?.() != null) return;
     const waiters = this.snapshotWaiters.splice(0);
     if (waiters.length === 0 && !this.snapshotDue()) return;
     if (this.appliedIndex <= this.snapshotIndex) {
@@ -726,18 +730,15 @@ export class RaftHost {
     const restore = this.fsm.beginRestore();
     let finished = false;
     try {
-      let spentMs = 0;
+      const clock = new SliceClock();
       for (;;) {
         if (this.stopped) throw new HostStoppedError();
         const piece = await reader.read(RESTORE_PIECE_BYTES);
         if (piece === null) break;
-        const t0 = performance.now();
+        clock.start();
         restore.write(piece);
-        spentMs += performance.now() - t0;
-        if (spentMs >= SNAPSHOT_SLICE_MS) {
-          await yieldToEventLoop();
-          spentMs = 0;
-        }
+        clock.stop();
+        await clock.pause();
       }
       finished = true;
       const restored = restore.finish();
@@ -758,33 +759,6 @@ export class RaftHost {
   }
 }
 
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/**
- * The view's pieces, giving the event loop a turn whenever producing them took SNAPSHOT_SLICE_MS
- * of CPU: each piece is bounded work, so no turn is held much longer than that.
- */
-async function* timeSlicedPieces(view: StateMachineSnapshot, pieceBytes: number): AsyncGenerator<Uint8Array> {
-  const pieces = view.chunks(pieceBytes);
-  let spentMs = 0;
-  try {
-    for (;;) {
-      const t0 = performance.now();
-      const next = pieces.next();
-      spentMs += performance.now() - t0;
-      if (next.done === true) return;
-      yield next.value;
-      if (spentMs >= SNAPSHOT_SLICE_MS) {
-        await yieldToEventLoop();
-        spentMs = 0;
-      }
-    }
-  } finally {
-    pieces.return?.();
-  }
-}
 
 function toProposalError(err: unknown): Error {
   if (err instanceof NotLeaderError) {

@@ -45,6 +45,11 @@ export interface HostStateMachine {
   applyNoop(index: number): void;
   /** O(1): a view of the state as of the last applied index. */
   snapshotView(): StateMachineSnapshot;
+  /**
+   * Why no snapshot may be taken at the current index (a multi-entry operation whose partial
+   * state no snapshot holds), or null. The host waits until it answers null again.
+   */
+  snapshotBlocker?(): string | null;
   /** Starts replacing the whole state with an encoded one (a snapshot install or a restart). */
   beginRestore(): StateMachineRestore;
 }

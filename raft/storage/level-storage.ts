@@ -48,6 +48,8 @@ const LOG_KEYS_END = Buffer.from([LOG_PREFIX + 1]);
 
 /** Log entries kept behind a snapshot so a follower slightly behind catches up without a snapshot (etcd keeps 5000). */
 export const DEFAULT_TRAILING_ENTRIES = 5000;
+/** ...as long as they hold no more than this: a restore's chunks add up to the whole state. */
+const MAX_TRAILING_BYTES = 16 * 1024 * 1024;
 /** The newest snapshot and one fallback in case it turns out unreadable. */
 export const DEFAULT_KEEP_SNAPSHOTS = 2;
 
@@ -392,7 +394,7 @@ export class LevelStorage implements RaftStorage, SnapshotFiles {
         await this.snapshots.discard(file);
         return null;
       }
-      const compactTo = meta.index - this.trailingEntries;
+      const compactTo = this.mirror.trailingStart(meta.index, this.trailingEntries, MAX_TRAILING_BYTES) - 1;
       const ops: BatchOp[] = [{ type: 'put', key: KEY_SNAPSHOT_META, value: encodeSnapshotMeta(meta) }];
       const compacting = this.planCompaction(compactTo, meta.index, ops);
       await this.io('writing a snapshot file', () => this.snapshots.install(file));

@@ -1,7 +1,7 @@
 // An in-memory RaftStorage with the write operations a host performs between Ready batches. It is
 // the storage of the deterministic simulation and the in-memory mirror behind durable storages.
 import { CompactedError, invariant, RaftError, UnavailableError } from '../core/errors.ts';
-import { limitSize } from '../core/log.ts';
+import { entrySize, limitSize } from '../core/log.ts';
 import { bootstrapEntries } from '../core/membership.ts';
 import type { RaftStorage } from '../core/storage.ts';
 import type { ConfState, Entry, HardState, Snapshot } from '../core/types.ts';
@@ -65,6 +65,22 @@ export class MemoryStorage implements RaftStorage {
 
   snapshot(): Snapshot {
     return this.snap;
+  }
+
+  /**
+   * The first index of the entries to keep behind a snapshot at `index`: at most `maxEntries` of
+   * them and at most `maxBytes` in all (a few large entries, such as a restore's chunks, are not
+   * worth keeping for a follower a little behind).
+   */
+  trailingStart(index: number, maxEntries: number, maxBytes: number): number {
+    const offset = this.offset();
+    const lowest = Math.max(offset + 1, index - maxEntries + 1);
+    let bytes = 0;
+    for (let i = Math.min(index, this.lastIndex()); i >= lowest; i--) {
+      bytes += entrySize(this.ents[i - offset]!);
+      if (bytes > maxBytes) return i + 1;
+    }
+    return lowest;
   }
 
   /** Appends entries, replacing any stored suffix they conflict with. */

@@ -11,6 +11,7 @@ import { clusterRoutes } from './routes/cluster.ts';
 import { eventRoutes } from './routes/event.ts';
 import { healthRoutes } from './routes/health.ts';
 import { konsulServicesRoutes } from './routes/konsul-services.ts';
+import { kvRecoveryRoutes } from './routes/kv-recovery.ts';
 import { kvRoutes } from './routes/kv.ts';
 import { metricsRoutes } from './routes/metrics.ts';
 import { operatorRoutes } from './routes/operator.ts';
@@ -77,6 +78,7 @@ export async function buildApp(ctx: ServerContext, options: BuildAppOptions = {}
   await app.register(catalogRoutes, { ctx });
   await app.register(healthRoutes, { ctx });
   await app.register(konsulServicesRoutes, { ctx });
+  await app.register(kvRecoveryRoutes, { ctx });
   await app.register(metricsRoutes, { counters });
   return app;
 }

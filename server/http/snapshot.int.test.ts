@@ -34,6 +34,20 @@ async function save(): Promise<{ archive: Buffer; index: number }> {
 
 const restore = (archive: Uint8Array) => http('/v1/snapshot', { method: 'PUT', body: archive });
 
+/** A ustar header announcing `size` bytes (12 octal digits reach 64 GiB), with no data after it. */
+function tarHeader(name: string, size: number): Buffer {
+  const header = Buffer.alloc(512);
+  header.write(name, 0);
+  header.write('0000600\0', 100);
+  header.write(size.toString(8).padStart(12, '0'), 124);
+  header.write('        ', 148);
+  header.write('0', 156);
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return header;
+}
+
 let saved: Buffer;
 
 t.test('save, change everything, restore: the saved state is back', async (t) => {
@@ -110,7 +124,8 @@ t.test('damaged, foreign and oversized archives are refused; nothing changes', a
     ['not an archive', Buffer.from('hello'), 400, /not gzip data/],
     ['a flipped bit', flipped, 400, /failed reading snapshot|failed checking integrity/],
     ['truncated', saved.subarray(0, saved.length - 30), 400, /failed reading snapshot/],
-    ['a gzip bomb over the restore limit', gzipSync(Buffer.alloc(49 * 1024 * 1024)), 413, /over the .*-byte limit/],
+    ['gzipped zeros (no tar entries)', gzipSync(Buffer.alloc(8 * 1024 * 1024)), 400, /file missing for "meta.json"/],
+    ['a state.bin announced over the restore limit', gzipSync(tarHeader('state.bin', 20 * 1024 ** 3)), 413, /over the .*-byte limit/],
   ];
   for (const [name, body, status, message] of cases) {
     const res = await restore(body);

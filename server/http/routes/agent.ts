@@ -11,7 +11,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { CatalogServiceSpec, CheckStatus } from '../../../fsm/state/catalog-commands.ts';
 import { badRequest, HttpError } from '../../errors.ts';
 import type { LocalAgent, LocalCheck } from '../../local-agent.ts';
-import { runtimeSection, snapshotSection } from '../../runtime-stats.ts';
+import { restoreSection, runtimeSection, snapshotSection } from '../../runtime-stats.ts';
 import { acceptRawBodies, methodNotAllowed, sendJson, tailParam } from '../catalog-query.ts';
 import {
   agentServiceJson,
@@ -69,10 +69,12 @@ export const agentRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (ap
           last_log_index: String(st.lastIndex),
           num_peers: String(Math.max(0, st.confState.voters.length - 1)),
         },
-        // Konsul's own sections (server/runtime-stats.ts): process runtime with event-loop lag, and
-        // the Raft host's snapshot figures once it keeps them (RaftHost.snapshotStats()).
+        // Konsul's own sections (server/runtime-stats.ts): process runtime with event-loop lag, the
+        // Raft host's snapshot figures once it keeps them (RaftHost.snapshotStats()), and the
+        // staged restore this server is building, if any.
         runtime: runtimeSection(ctx.eventLoopLag),
         ...(snapshot ? { snapshot } : {}),
+        restore: restoreSection(ctx.fsm.restoreProgress()),
       },
       Meta: {},
     };

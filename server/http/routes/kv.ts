@@ -78,6 +78,8 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesOptions> = async (app, { ctx, 
       ...(has(query, 'cas') ? { cas: requireIndex(param(query, 'cas'), 'Invalid CAS index') } : {}),
       // The proposer's clock travels with an acquire: the FSM refuses a key under lock-delay.
       ...(has(query, 'acquire') ? { acquire: requireSession(param(query, 'acquire')), nowMs: Date.now() } : {}),
+      // And with a write to a key under recovery rules: it dates the value the write retires.
+      ...(!has(query, 'acquire') && fsm.kvRecovery.covers(key) ? { nowMs: Date.now() } : {}),
       ...(has(query, 'release') ? { release: requireSession(param(query, 'release')) } : {}),
     };
     const result = await ctx.cluster.propose(encodeCommand(command));
@@ -93,6 +95,8 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesOptions> = async (app, { ctx, 
     else if (key === '') throw badRequest('Missing key name');
     else if (has(query, 'cas')) command = { type: 'kvDelete', key, cas: requireIndex(param(query, 'cas'), 'Invalid CAS index') };
     else command = { type: 'kvDelete', key };
+    // A delete that may retire values kept by recovery rules carries the time it happened.
+    if (command.type === 'kvDeleteTree' ? fsm.kvRecovery.overlaps(key) : fsm.kvRecovery.covers(key)) command = { ...command, nowMs: Date.now() };
     const result = await ctx.cluster.propose(encodeCommand(command));
     return sendApplyResult(reply, result as ApplyResult);
   });

@@ -2,87 +2,86 @@
 // - GET answers a gzipped tar archive (server/snapshot-archive.ts, docs/adr/0008-snapshot-archive.md)
 //   of every table at one applied index, which X-Consul-Index names. Default consistency waits for
 //   a ReadIndex round, so the archive holds every acknowledged write; ?stale answers from this
-//   server's state at once (also without a leader), with X-Consul-LastContact.
-// - PUT takes such an archive, checks it completely (hashes, format, the FSM snapshot's own
-//   checksum and structure) and replicates it as one Raft command: every server replaces its whole
-//   state at the same log index, and every blocked query wakes. 200 with an empty body.
+//   server's state at once (also without a leader), with X-Consul-LastContact. The state is
+//   encoded from a copy-on-write view into a staging file in time slices, then streamed out.
+// - PUT takes such an archive as a stream, stages its state in a file while checking everything
+//   (hashes, format, the FSM snapshot's own structure and checksum), and only then replicates it
+//   as a staged restore: restoreBegin, chunks, restoreCommit (docs/adr/0016-restore-at-any-size.md).
+//   Every server replaces its whole state at the commit's log index, and every blocked query wakes.
+//   200 with an empty body.
+import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
-import { encodeCommand } from '../../../fsm/commands.ts';
-import type { ApplyResult } from '../../../fsm/konsul-fsm.ts';
-import { decodeSnapshot, SNAPSHOT_FORMAT_VERSION, SnapshotFormatError } from '../../../fsm/snapshot.ts';
+import { SNAPSHOT_FORMAT_VERSION, SnapshotFormatError } from '../../../fsm/snapshot.ts';
 import { HttpError } from '../../errors.ts';
-import { readSnapshotArchive, SnapshotArchiveError, writeSnapshotArchive } from '../../snapshot-archive.ts';
+import { SnapshotArchiveError, snapshotArchiveStream, type StateFile } from '../../snapshot-archive.ts';
+import { replicateRestore, RestoreFailedError } from '../../snapshot-restore.ts';
+import { SnapshotStaging } from '../../snapshot-staging.ts';
 import { readGate, setQueryMeta } from '../consistency.ts';
 import type { ServerContext } from '../context.ts';
 import { parseQueryOptions, type Query } from '../query-options.ts';
 
-/**
- * The largest state a restore takes. The restore is one Raft entry holding the state (a binary
- * command, fsm/commands.ts), which must fit one transport frame (64 MiB) next to a full append
- * batch (1 MiB); every server also keeps that entry in memory until the log is compacted. Saving
- * has no limit. docs/adr/0008-snapshot-archive.md.
- */
-export const MAX_RESTORE_STATE_BYTES = 48 * 1024 * 1024;
-/** The compressed upload: never larger than the state it holds plus the tar framing. */
-const MAX_ARCHIVE_BYTES = MAX_RESTORE_STATE_BYTES + 1024 * 1024;
+/** The largest state a restore takes: a guard against filling the disk, far above any real store. */
+export const MAX_RESTORE_STATE_BYTES = 16 * 1024 * 1024 * 1024;
 
 export const snapshotRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
   const { fsm, raft } = ctx;
-  const tooLarge = (size: number) => new HttpError(413, `Snapshot archive too large (${size} bytes); a restore takes at most ${MAX_RESTORE_STATE_BYTES} bytes of state`);
+  const staging = new SnapshotStaging(ctx.config.dataDir);
+  await staging.reset();
 
-  // Archives are binary whatever the content type (curl --data-binary sends form encoding).
+  // Archives are binary whatever the content type (curl --data-binary sends form encoding), and
+  // read as a stream: the route decides what to keep.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_ARCHIVE_BYTES }, (_req, body, done) => done(null, body));
-  app.addHook('onRequest', async (request) => {
-    const length = Number(request.headers['content-length'] ?? 0);
-    if (request.method === 'PUT' && length > MAX_ARCHIVE_BYTES) throw tooLarge(length);
-  });
-  app.addHook('onError', async (_request, _reply, err) => {
-    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(MAX_ARCHIVE_BYTES + 1);
-  });
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
   app.get('/v1/snapshot', async (request, reply) => {
     const opts = parseQueryOptions(request.query as Query);
     await readGate(ctx, opts.consistency);
-    // Synchronous from here on: the bytes and the index describe the same state.
-    const index = fsm.appliedIndex;
-    const state = fsm.snapshot();
+    // Synchronous from the gate to the view: the view is the state at the index the gate allowed.
+    const view = fsm.snapshotView();
     const term = raft.status().term;
+    let file: StateFile;
+    try {
+      file = await staging.writeView(view);
+    } finally {
+      view.release();
+    }
     const nowMs = Date.now();
-    const archive = writeSnapshotArchive(
+    const archive = snapshotArchiveStream(
       {
         Version: 1,
-        ID: `${term}-${index}-${nowMs}`,
-        Index: index,
+        ID: `${term}-${view.index}-${nowMs}`,
+        Index: view.index,
         Term: term,
         FormatVersion: SNAPSHOT_FORMAT_VERSION,
         KonsulVersion: ctx.version,
         CreatedAt: new Date(nowMs).toISOString(),
       },
-      state,
+      file,
       nowMs,
     );
-    setQueryMeta(reply, ctx, index, opts.consistency);
+    // Sent, failed or cut off by the client: the staging file goes either way.
+    archive.once('close', () => void staging.remove(file));
+    setQueryMeta(reply, ctx, view.index, opts.consistency);
     return reply.type('application/x-gzip').send(archive);
   });
 
   app.put('/v1/snapshot', async (request, reply) => {
-    const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
-    if (body.length === 0) throw new HttpError(400, 'Missing snapshot archive in the request body');
-    let state: Uint8Array;
+    if (request.headers['content-length'] === '0' || request.body === undefined) throw new HttpError(400, 'Missing snapshot archive in the request body');
+    let staged: Awaited<ReturnType<SnapshotStaging['stageArchive']>>;
     try {
-      state = readSnapshotArchive(body, { maxStateBytes: MAX_RESTORE_STATE_BYTES }).state;
-      // Everything the FSM will check, checked here: a bad snapshot never reaches the log.
-      decodeSnapshot(state);
+      staged = await staging.stageArchive(request.body as Readable, { maxStateBytes: MAX_RESTORE_STATE_BYTES });
     } catch (err) {
       if (err instanceof SnapshotArchiveError) throw new HttpError(err.tooLarge ? 413 : 400, err.message);
       if (err instanceof SnapshotFormatError) throw new HttpError(400, `failed to restore snapshot: ${err.message}`);
       throw err;
     }
-    const result = (await ctx.cluster.propose(encodeCommand({ type: 'snapshotRestore', state }))) as ApplyResult;
-    if (result !== true) {
-      const error = typeof result === 'object' ? result.error : 'the snapshot was not restored';
-      throw new HttpError(500, `failed to restore snapshot: ${error}`);
+    try {
+      await replicateRestore({ propose: (command) => ctx.cluster.propose(command), file: staged.file });
+    } catch (err) {
+      if (err instanceof RestoreFailedError) throw new HttpError(err.conflict ? 409 : 500, `failed to restore snapshot: ${err.message}`);
+      throw err;
+    } finally {
+      await staging.remove(staged.file);
     }
     return reply.code(200).type('text/plain; charset=utf-8').send('');
   });

@@ -44,6 +44,8 @@ export const txnRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app,
   const { config, fsm } = ctx;
   const maxRequestBytes = Math.max(TXN_DEFAULT_MAX_REQUEST_BYTES, config.kvMaxValueSize);
   const tooLarge = () => new HttpError(413, `Request body too large, max size: ${maxRequestBytes} bytes`);
+  /** Whether a write may retire a value kept by recovery rules: then the proposer's clock dates it. */
+  const retiresKept = (op: TxnKvOp): boolean => (op.verb === 'delete-tree' ? fsm.kvRecovery.overlaps(op.key) : isTxnKvWrite(op.verb) && fsm.kvRecovery.covers(op.key));
 
   // Consul reads the body as JSON whatever its content type (curl sends form encoding by default).
   app.removeAllContentTypeParsers();
@@ -78,7 +80,7 @@ export const txnRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app,
       type: 'txn',
       ops: parsed.map((p) => p.command),
       // The proposer's clock travels with a lock: the FSM refuses a key under lock-delay, as for ?acquire.
-      ...(ops.some((op) => op.verb === 'lock') ? { nowMs: Date.now() } : {}),
+      ...(ops.some((op) => op.verb === 'lock' || retiresKept(op)) ? { nowMs: Date.now() } : {}),
     });
     const result = (await ctx.cluster.propose(command)) as TxnApplyResult | ApplyError;
     if ('ok' in result) {
