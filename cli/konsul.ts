@@ -1,6 +1,8 @@
 // `konsul`: the server (and, later, agent) process.
 import { Command, InvalidArgumentError } from 'commander';
 import { addAgentCommand } from './agent-command.ts';
+import { addOperatorCommand } from './operator-command.ts';
+import { addSnapshotAgentCommand } from './snapshot-agent-command.ts';
 import { addDnsOptions, dnsOptionValues } from '../dns/cli-options.ts';
 import { ConfigError, hostPortText, logLevel, mergeConfig, parseHostPort, positiveInt, readConfigFile, type ServerConfig } from '../server/config.ts';
 import { startServer } from '../server/main.ts';
@@ -75,6 +77,8 @@ export function konsulProgram(): Command {
       await runServer(config);
     });
   addAgentCommand(program);
+  addSnapshotAgentCommand(program);
+  addOperatorCommand(program);
   return program;
 }
 
