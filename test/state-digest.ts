@@ -12,8 +12,10 @@ import { readSnapshotArchiveStream } from '../server/snapshot-archive.ts';
 
 export interface StateDigest {
   readonly kvEntries: number;
-  /** SHA-256 of the KV entries' canonical form. */
+  /** SHA-256 of the KV entries' canonical form... */
   readonly kv: string;
+  /** ...and with each entry's CreateIndex and ModifyIndex (servers of one cluster agree on them exactly). */
+  readonly kvWithIndexes: string;
   /** The sessions and chosen catalog nodes, as canonical JSON (small: compared as text). */
   readonly sessions: string;
   readonly catalog: string;
@@ -24,21 +26,21 @@ export interface StateDigest {
 export interface DigestOptions {
   /** Catalog nodes to include (others, e.g. the servers' own, differ between clusters). */
   readonly nodes?: readonly string[];
-  /** Hash CreateIndex/ModifyIndex too (servers of one cluster must agree on them exactly). */
+  /** Keep the indexes in the sessions and catalog too. */
   readonly withIndexes?: boolean;
 }
 
 export async function archiveDigest(archive: AsyncIterable<Uint8Array>, options: DigestOptions = {}): Promise<StateDigest> {
   const hash = createHash('sha256');
+  const indexed = createHash('sha256');
   let kvEntries = 0;
-  const sep = Buffer.from([0]);
   const decoder = new SnapshotDecoder({
     kvEntry: (key, record) => {
       kvEntries++;
-      const indexes = options.withIndexes === true ? `${createIndexOf(record)}/${modifyIndexOf(record)}` : '';
-      hash.update(`${key}\0${flagsOf(record)}\0${sessionOf(record) ?? ''}\0${lockIndexOf(record)}\0${indexes}\0`);
-      hash.update(Buffer.from(record.slice(valueStart(record)), 'latin1'));
-      hash.update(sep);
+      const entry = Buffer.concat([Buffer.from(`${key}\0${flagsOf(record)}\0${sessionOf(record) ?? ''}\0${lockIndexOf(record)}\0`), Buffer.from(record.slice(valueStart(record)), 'latin1'), Buffer.from([0])]);
+      hash.update(entry);
+      indexed.update(entry);
+      indexed.update(`${createIndexOf(record)}/${modifyIndexOf(record)}\0`);
     },
     kvTombstone: () => undefined,
   });
@@ -51,6 +53,7 @@ export async function archiveDigest(archive: AsyncIterable<Uint8Array>, options:
   return {
     kvEntries,
     kv: hash.digest('hex'),
+    kvWithIndexes: indexed.digest('hex'),
     sessions: JSON.stringify(strip(tables.sessions?.sessions.map((s) => s.session) ?? [])),
     catalog: JSON.stringify(strip(catalog)),
     index: tables.appliedIndex,
