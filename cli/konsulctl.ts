@@ -15,7 +15,9 @@ import { registerStatusCommand } from './commands/status.ts';
 export function konsulctlProgram(): Command {
   const program = new Command('konsulctl')
     .description('Konsul\'s command line: a client of the Consul-compatible HTTP API')
-    .version(KONSUL_VERSION)
+    // -V anywhere; --version only on its own (`konsulctl --version`): commander would otherwise
+    // take it anywhere on the line, and `kv recover KEY --version N` means a version of the key.
+    .version(KONSUL_VERSION, '-V, --konsulctl-version', 'output the version number (also: konsulctl --version)')
     .option('--http-addr <address>',
       `Konsul's HTTP API: host:port or http(s)://host:port (env KONSUL_HTTP_ADDR, then CONSUL_HTTP_ADDR; default ${DEFAULT_HTTP_ADDR})`)
     .option('--token <token>', 'ACL token, sent as X-Consul-Token (env KONSUL_HTTP_TOKEN, then CONSUL_HTTP_TOKEN)')

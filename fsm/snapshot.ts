@@ -67,6 +67,10 @@ const TAG_SESSIONS = 6;
 const TAG_KV_RECOVERY = 7;
 const TAG_KV_RECOVERY_VERSIONS = 8;
 /** Where each tag may stand: tags must come in this order; record frames may repeat. */
+/** Frames are ~64 KiB; one holding a single huge value or a whole small table is larger, never this large. */
+const MAX_FRAME_BYTES = 512 * 1024 * 1024;
+/** A record's session id: at most what kv-record.ts packs (Konsul's ids are 36-character UUIDs). */
+const MAX_SESSION_ID_CHARS = 255;
 const TAG_RANK = [8, 0, 1, 2, 3, 4, 5, 6, 7];
 const REPEATABLE = new Set([TAG_KV_ENTRIES, TAG_KV_TOMBSTONES, TAG_KV_RECOVERY_VERSIONS]);
 
@@ -281,6 +285,9 @@ export interface SnapshotSink {
 export interface DecodedTables {
   readonly appliedIndex: number;
   readonly kvIndex: number;
+  /** How many KV entries and tombstones the snapshot held. */
+  readonly kvEntries: number;
+  readonly kvTombstones: number;
   /** Absent when the snapshot has no such section (the table was never used). */
   readonly events?: EventsTableDump;
   readonly catalog?: CatalogTableDump;
@@ -288,11 +295,20 @@ export interface DecodedTables {
   readonly kvRecovery?: KvRecoveryDump;
 }
 
+export interface SnapshotDecoderOptions {
+  /**
+   * Lowers CreateIndex and ModifyIndex above this to it as records are read (a restore into this
+   * log's index space, fsm/restore.ts): the record is built once, with the right indexes.
+   */
+  readonly capIndexesAt?: number;
+}
+
 /**
  * Reads a snapshot fed in pieces cut anywhere, one frame at a time: KV records go to a sink as they
  * are read, the small tables are kept and answered by `finish()`, which checks the end and the
  * checksum. Throws SnapshotFormatError as soon as something is wrong; nothing fed to the sink counts
- * until `finish()` has returned.
+ * until `finish()` has returned. With no sink it only checks (and counts): records are read but not
+ * built.
  */
 export class SnapshotDecoder {
   private pieces: Uint8Array[] = [];
@@ -301,7 +317,8 @@ export class SnapshotDecoder {
   private need = HEADER_BYTES;
   private stage: 'header' | 'frames' | 'trailer' | 'legacy' | 'done' = 'header';
   private crc = 0;
-  private tables: DecodedTables = { appliedIndex: 0, kvIndex: 0 };
+  private tables: DecodedTables = { appliedIndex: 0, kvIndex: 0, kvEntries: 0, kvTombstones: 0 };
+  private readonly capIndexesAt: number;
   private lastRank = -1;
   private lastTag = -1;
   private lastEntryKey: string | undefined;
@@ -312,7 +329,17 @@ export class SnapshotDecoder {
   private kvRecovery: { index: number; maxBytes: number; rules: KvRecoveryRule[]; count: number } | undefined;
   private kvRecoveryVersions: RetiredVersion[] = [];
 
-  constructor(private readonly sink: SnapshotSink) {}
+  constructor(
+    private readonly sink: SnapshotSink | null,
+    options: SnapshotDecoderOptions = {},
+  ) {
+    this.capIndexesAt = options.capIndexesAt ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** KV entries read so far (for progress). */
+  get kvEntriesRead(): number {
+    return this.entryCount;
+  }
 
   write(piece: Uint8Array): void {
     if (this.stage === 'done') throw new SnapshotFormatError('snapshot written after its end');
@@ -335,10 +362,19 @@ export class SnapshotDecoder {
     if (this.stage === 'legacy') {
       this.stage = 'done';
       const state = decodeVersion1(this.takeBuffered());
-      for (const entry of state.kv.entries) this.sink.kvEntry(entry.Key, recordFromEntry(entry));
-      for (const t of state.kv.tombstones) this.sink.kvTombstone(t.key, t.index);
+      const cap = this.capIndexesAt;
+      for (const e of state.kv.entries) this.sink?.kvEntry(e.Key, recordFromEntry({ ...e, CreateIndex: Math.min(e.CreateIndex, cap), ModifyIndex: Math.min(e.ModifyIndex, cap) }));
+      for (const t of state.kv.tombstones) this.sink?.kvTombstone(t.key, Math.min(t.index, cap));
       const { events, catalog, sessions } = state;
-      return { appliedIndex: state.appliedIndex, kvIndex: state.kv.index, ...(events ? { events } : {}), ...(catalog ? { catalog } : {}), ...(sessions ? { sessions } : {}) };
+      return {
+        appliedIndex: state.appliedIndex,
+        kvIndex: state.kv.index,
+        kvEntries: state.kv.entries.length,
+        kvTombstones: state.kv.tombstones.length,
+        ...(events ? { events } : {}),
+        ...(catalog ? { catalog } : {}),
+        ...(sessions ? { sessions } : {}),
+      };
     }
     if (this.stage === 'header' && this.buffered < 8) throw new SnapshotFormatError('snapshot too short');
     if (this.stage !== 'trailer' || this.buffered !== 4) throw new SnapshotFormatError('snapshot truncated');
@@ -346,7 +382,7 @@ export class SnapshotDecoder {
     const stored = new DataView(trailer.buffer, trailer.byteOffset, 4).getUint32(0);
     if (stored !== this.crc) throw new SnapshotFormatError('snapshot checksum mismatch');
     this.stage = 'done';
-    return this.tables;
+    return { ...this.tables, kvEntries: this.entryCount, kvTombstones: this.tombstoneCount };
   }
 
   private takeBuffered(): Uint8Array {
@@ -389,6 +425,10 @@ export class SnapshotDecoder {
       }
       const tag = view.getUint8(at);
       const length = view.getUint32(at + 1);
+      // Checked before waiting for (and buffering) the frame: a damaged or crafted length would
+      // otherwise make every reader hold gigabytes.
+      if (TAG_RANK[tag] === undefined) throw new SnapshotFormatError(`unknown snapshot frame ${tag}`);
+      if (length > MAX_FRAME_BYTES) throw new SnapshotFormatError(`snapshot frame of ${length} bytes is over the ${MAX_FRAME_BYTES}-byte limit`);
       if (available < FRAME_HEADER_BYTES + length) {
         this.need = FRAME_HEADER_BYTES + length;
         break;
@@ -409,8 +449,8 @@ export class SnapshotDecoder {
   }
 
   private frame(tag: number, r: ByteReader): void {
-    const rank = TAG_RANK[tag];
-    if (rank === undefined) throw new SnapshotFormatError(`unknown snapshot frame ${tag}`);
+    // Known: parse() checked the tag with the frame's header.
+    const rank = TAG_RANK[tag]!;
     if (this.lastTag === -1 && tag !== TAG_KV_TABLE) throw new SnapshotFormatError('snapshot does not start with the KV table');
     if (rank < this.lastRank || (rank === this.lastRank && !REPEATABLE.has(tag))) throw new SnapshotFormatError(`snapshot frame ${tag} out of order`);
     this.lastRank = rank;
@@ -425,7 +465,8 @@ export class SnapshotDecoder {
           const key = r.str();
           if (this.lastEntryKey !== undefined && compareKeys(this.lastEntryKey, key) >= 0) throw new SnapshotFormatError('KV entries out of order');
           this.lastEntryKey = key;
-          this.sink.kvEntry(key, readRecord(r));
+          if (this.sink === null) skipRecord(r);
+          else this.sink.kvEntry(key, readRecord(r, this.capIndexesAt));
         }
         this.entryCount += count;
         break;
@@ -436,7 +477,8 @@ export class SnapshotDecoder {
           const key = r.str();
           if (this.lastTombstoneKey !== undefined && compareKeys(this.lastTombstoneKey, key) >= 0) throw new SnapshotFormatError('KV tombstones out of order');
           this.lastTombstoneKey = key;
-          this.sink.kvTombstone(key, r.u64());
+          const index = r.u64();
+          this.sink?.kvTombstone(key, index > this.capIndexesAt ? this.capIndexesAt : index);
         }
         this.tombstoneCount += count;
         break;
@@ -479,7 +521,7 @@ export function decodeSnapshot(data: Uint8Array): FsmState {
     kvTombstone: (key, index) => tombstones.push({ key, index }),
   });
   decoder.write(data);
-  const { appliedIndex, kvIndex, ...smallTables } = decoder.finish();
+  const { appliedIndex, kvIndex, kvEntries: _entries, kvTombstones: _tombstones, ...smallTables } = decoder.finish();
   return { appliedIndex, kv: { index: kvIndex, entries, tombstones }, ...smallTables };
 }
 
@@ -487,7 +529,7 @@ function formatError(message: string): never {
   throw new SnapshotFormatError(message);
 }
 
-function readRecord(r: ByteReader): KvRecord {
+function readRecord(r: ByteReader, capIndexesAt: number): KvRecord {
   const createIndex = r.u64();
   const modifyIndex = r.u64();
   const lockIndex = r.u64();
@@ -495,7 +537,21 @@ function readRecord(r: ByteReader): KvRecord {
   const hasSession = r.u8();
   if (hasSession > 1) throw new SnapshotFormatError('bad session marker');
   const session = hasSession === 1 ? r.str() : undefined;
-  return packRecord({ createIndex, modifyIndex, lockIndex, flags, session }, r.bytes());
+  if (session !== undefined && session.length > MAX_SESSION_ID_CHARS) throw new SnapshotFormatError(`session id of ${session.length} characters`);
+  const fields = { createIndex: Math.min(createIndex, capIndexesAt), modifyIndex: Math.min(modifyIndex, capIndexesAt), lockIndex, flags, session };
+  return packRecord(fields, r.bytes());
+}
+
+/** Reads past a record, checking its structure as readRecord does, without building it. */
+function skipRecord(r: ByteReader): void {
+  r.u64();
+  r.u64();
+  r.u64();
+  r.u64();
+  const hasSession = r.u8();
+  if (hasSession > 1) throw new SnapshotFormatError('bad session marker');
+  if (hasSession === 1) r.str();
+  r.bytes();
 }
 
 
@@ -559,7 +615,7 @@ function readKvVersion1(r: ByteReader): KvTableDump {
     const key = r.str();
     if (previousKey !== undefined && compareKeys(previousKey, key) >= 0) throw new SnapshotFormatError('KV entries out of order');
     previousKey = key;
-    entries.push(recordToEntry(key, readRecord(r)));
+    entries.push(recordToEntry(key, readRecord(r, Number.POSITIVE_INFINITY)));
   }
   const tombstoneCount = r.u32();
   const tombstones: KvTombstone[] = [];
@@ -671,7 +727,7 @@ function readKvRecoveryVersions(r: ByteReader, into: RetiredVersion[]): void {
   const count = r.u32();
   for (let i = 0; i < count; i++) {
     const key = r.str();
-    const record = readRecord(r);
+    const record = readRecord(r, Number.POSITIVE_INFINITY);
     const retiredIndex = r.u64();
     const retiredAtMs = r.u64();
     const retentionMs = r.u64();

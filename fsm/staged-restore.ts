@@ -7,7 +7,6 @@
 // are read (fsm/restore.ts explains why); the small tables are moved at the commit's index.
 
 import { SnapshotDecoder, SnapshotFormatError, type DecodedTables } from './snapshot.ts';
-import { recordCappedAt } from './state/kv-record.ts';
 import { KvTableBuilder } from './state/kv.ts';
 
 /** The restore cannot go on; the message says why (the restore is dropped). */
@@ -41,14 +40,16 @@ export class StagedRestore {
     readonly beginIndex: number,
     private readonly expectedBytes: number,
   ) {
-    const cap = beginIndex;
-    this.decoder = new SnapshotDecoder({
-      kvEntry: (key, record) => {
-        this.kvEntries++;
-        this.kv.addEntry(key, recordCappedAt(record, cap));
+    this.decoder = new SnapshotDecoder(
+      {
+        kvEntry: (key, record) => {
+          this.kvEntries++;
+          this.kv.addEntry(key, record);
+        },
+        kvTombstone: (key, index) => this.kv.addTombstone(key, index),
       },
-      kvTombstone: (key, index) => this.kv.addTombstone(key, index > cap ? cap : index),
-    });
+      { capIndexesAt: beginIndex },
+    );
   }
 
   progress(): StagedRestoreProgress {
@@ -66,8 +67,7 @@ export class StagedRestore {
     try {
       this.decoder.write(data);
     } catch (err) {
-      if (err instanceof SnapshotFormatError) throw new RestoreRejectedError(`restore ${this.id}: ${err.message}`);
-      throw err;
+      throw rejection(this.id, err);
     }
   }
 
@@ -83,8 +83,17 @@ export class StagedRestore {
     try {
       return this.decoder.finish();
     } catch (err) {
-      if (err instanceof SnapshotFormatError) throw new RestoreRejectedError(`restore ${this.id}: ${err.message}`);
-      throw err;
+      throw rejection(this.id, err);
     }
   }
+}
+
+/**
+ * Whatever the bytes make the decoder throw (a format error, or a value it cannot hold) refuses the
+ * restore: every replica reads the same bytes and so refuses it at the same entry, instead of all
+ * of them failing the apply (and again at every restart).
+ */
+function rejection(id: string, err: unknown): RestoreRejectedError {
+  const message = err instanceof SnapshotFormatError ? err.message : `unreadable snapshot (${err instanceof Error ? err.message : String(err)})`;
+  return new RestoreRejectedError(`restore ${id}: ${message}`);
 }

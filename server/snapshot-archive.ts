@@ -236,6 +236,7 @@ export class ArchiveReader {
     const pad = padding(size);
     if (type === 'x' || type === 'g') {
       // pax attributes (GNU tar may add them): nothing Konsul needs.
+      if (size > MAX_SMALL_FILE_BYTES) throw new SnapshotArchiveError(`failed reading snapshot: pax header of ${size} bytes is too large`);
       this.entry = { kind: 'skip', name, remaining: size, padding: pad };
       if (size === 0) this.entryData(Buffer.alloc(0));
       return;
@@ -322,12 +323,8 @@ export interface StreamReadOptions extends Partial<ReadLimits> {
  * Throws SnapshotArchiveError or SnapshotFormatError; the archive is good only if it returns.
  */
 export async function readSnapshotArchiveStream(source: AsyncIterable<Uint8Array>, options: StreamReadOptions = {}): Promise<VerifiedArchive> {
-  let kvEntries = 0;
-  let kvTombstones = 0;
-  const decoder = new SnapshotDecoder({
-    kvEntry: () => void kvEntries++,
-    kvTombstone: () => void kvTombstones++,
-  });
+  // No sink: the records are checked and counted, not built.
+  const decoder = new SnapshotDecoder(null);
   const statePieces: Buffer[] = [];
   let stateBytes = 0;
   const reader = new ArchiveReader(
@@ -361,7 +358,7 @@ export async function readSnapshotArchiveStream(source: AsyncIterable<Uint8Array
       for await (const chunk of tar) {
         reader.write(chunk);
         for (const piece of statePieces.splice(0)) await options.onState!(piece);
-        options.onProgress?.({ archiveBytes, stateBytes, stateTotalBytes: reader.announcedStateBytes, kvEntries });
+        options.onProgress?.({ archiveBytes, stateBytes, stateTotalBytes: reader.announcedStateBytes, kvEntries: decoder.kvEntriesRead });
       }
     });
   } catch (err) {
@@ -376,8 +373,8 @@ export async function readSnapshotArchiveStream(source: AsyncIterable<Uint8Array
     ...contents,
     counts: {
       appliedIndex: tables.appliedIndex,
-      kvEntries,
-      kvTombstones,
+      kvEntries: tables.kvEntries,
+      kvTombstones: tables.kvTombstones,
       events: tables.events?.events.length ?? 0,
       nodes: catalog?.nodes.length ?? 0,
       services: catalog?.nodes.reduce((n, node) => n + node.services.length, 0) ?? 0,

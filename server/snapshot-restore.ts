@@ -8,8 +8,8 @@ import type { ApplyResult } from '../fsm/konsul-fsm.ts';
 import type { StagedRestoreProgress } from '../fsm/staged-restore.ts';
 import type { StateFile } from './snapshot-archive.ts';
 
-/** Bytes of state per restoreChunk entry: a few per append message, a few ms of apply each. */
-export const RESTORE_CHUNK_BYTES = 512 * 1024;
+/** Bytes of state per restoreChunk entry: a few per append message, ~10 ms of apply each (~2,000 keys). */
+export const RESTORE_CHUNK_BYTES = 256 * 1024;
 /** Chunks proposed and not yet applied: enough to keep replication busy, few enough to bound memory. */
 const CHUNKS_IN_FLIGHT = 4;
 
@@ -84,11 +84,9 @@ export async function replicateRestore(options: ReplicateRestoreOptions): Promis
     }
     await step({ type: 'restoreCommit', id });
   } catch (err) {
-    // A refused step has ended the restore in every FSM already (or it never began). Anything else
-    // (a lost leader, a read error) may leave it open: end it rather than wait for the watchdog.
-    if (!(err instanceof RestoreFailedError)) {
-      await step({ type: 'restoreAbort', id, reason: `the proposer failed: ${(err as Error).message}`.slice(0, 200) }).catch(() => undefined);
-    }
+    // A lost leader, a read error, a chunk refused as malformed may leave the restore open: end it
+    // rather than wait for the watchdog. (Where a refusal already ended it, the abort is refused.)
+    await step({ type: 'restoreAbort', id, reason: `the proposer failed: ${(err as Error).message}`.slice(0, 200) }).catch(() => undefined);
     throw err;
   }
 }

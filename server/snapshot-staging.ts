@@ -68,10 +68,11 @@ export class SnapshotStaging {
     let handle: FileHandle | null = null;
     const flush = async (): Promise<void> => {
       if (pendingBytes === 0) return;
-      const data = Buffer.concat(pending, pendingBytes);
+      const pieces = pending;
       pending = [];
       pendingBytes = 0;
-      await handle!.write(data);
+      // writev: one system call for the pieces, without copying them into one buffer first.
+      await handle!.writev(pieces);
     };
     try {
       handle = await open(path, 'wx', 0o600);

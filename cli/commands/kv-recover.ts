@@ -6,6 +6,7 @@ import { clientFor, handleErrors, writeStdout } from '../command-support.ts';
 import { CliError, encodePathSegments } from '../http-client.ts';
 
 interface RecoverOptions {
+  version?: string;
   modifyIndex?: string;
   list?: boolean;
 }
@@ -25,8 +26,8 @@ export function registerKvRecoverCommand(kv: Command): void {
   kv.command('recover')
     .description('write back a value that a delete or an overwrite retired (keys under the server\'s kv_recovery prefixes)')
     .argument('[key]', 'the key to recover; with --list, a prefix ("" or nothing: every key)')
-    // Not --version: konsulctl's global --version (print the version) is recognised anywhere.
-    .option('--modify-index <n>', 'the version to write back, by its ModifyIndex as --list shows (default: the newest)', commanderParser(parseUint64))
+    .option('--version <n>', 'the version to write back, by its ModifyIndex as --list shows (default: the newest)', commanderParser(parseUint64))
+    .option('--modify-index <n>', 'the same as --version', commanderParser(parseUint64))
     .option('--list', 'list the kept versions under the prefix instead of recovering')
     .addHelpText('after', `
 Recovering writes the version's value and flags as the key's current value (a normal KV write: the
@@ -37,13 +38,17 @@ Output:
   --list             a header, then one line per version, keys in order and each key's newest first:
                        KEY  MODIFY_INDEX  REASON  RETIRED_AT  EXPIRES_AT  SIZE  FLAGS
                      (REASON is deleted or overwritten; times in UTC; SIZE in bytes)
-  A key without kept versions (or without the --modify-index asked) exits 1 with a message on stderr.
+  A key without kept versions (or without the --version asked) exits 1 with a message on stderr.
 `)
     .action(handleErrors(async (rawKey: string | undefined, options: RecoverOptions, command: Command) => {
       const key = (rawKey ?? '').startsWith('/') ? (rawKey ?? '').slice(1) : (rawKey ?? '');
       const client = clientFor(command);
+      if (options.version !== undefined && options.modifyIndex !== undefined && options.version !== options.modifyIndex) {
+        throw new UsageError('--version and --modify-index name different versions');
+      }
+      const version = options.version ?? options.modifyIndex;
       if (options.list) {
-        if (options.modifyIndex !== undefined) throw new UsageError('--modify-index cannot be combined with --list');
+        if (version !== undefined) throw new UsageError('--version cannot be combined with --list');
         const response = await client.get('/v1/konsul/kv-recovery/', { query: { prefix: key } });
         const versions = response.json();
         if (!Array.isArray(versions)) throw new CliError('Konsul answered the recovery listing with something other than a JSON array');
@@ -51,9 +56,9 @@ Output:
         return;
       }
       if (key === '') throw new UsageError('the key must not be empty');
-      const response = await client.put(`/v1/konsul/kv-recovery/${encodePathSegments(key)}`, { query: { version: options.modifyIndex }, acceptStatuses: [404] });
+      const response = await client.put(`/v1/konsul/kv-recovery/${encodePathSegments(key)}`, { query: { version }, acceptStatuses: [404] });
       if (response.status === 404) {
-        throw new CliError(options.modifyIndex !== undefined ? `no kept version ${options.modifyIndex} of ${JSON.stringify(key)}` : `no kept versions of ${JSON.stringify(key)}`);
+        throw new CliError(version !== undefined ? `no kept version ${version} of ${JSON.stringify(key)}` : `no kept versions of ${JSON.stringify(key)}`);
       }
       const answer = response.json() as { Version?: number; Written?: boolean };
       if (answer.Written !== true) throw new CliError(`Error! Did not recover ${key}: the server did not apply the write`, { bare: true });

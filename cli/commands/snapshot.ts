@@ -87,15 +87,24 @@ file is checked as it is sent; a bad one is refused before anything changes. Pro
         checked = p;
         show();
       });
+      let answered = false;
+      let checkFailedFirst = false;
       // A file that does not verify stops the upload: the server would refuse it anyway.
-      verified.catch(() => abort.abort());
+      verified.catch(() => {
+        if (answered) return;
+        checkFailedFirst = true;
+        abort.abort();
+      });
       try {
         const response = client.stream('PUT', '/v1/snapshot', { body: upload(), contentType: 'application/octet-stream', timeoutMs: SNAPSHOT_TIMEOUT_MS, signal: abort.signal });
-        // An answer before the whole file went (a refusal, a lost connection): no more data will come.
-        response.catch(() => local.destroy());
+        // An answer before the whole file went (a refusal, a lost connection): no more data will
+        // come, so the local check is cut short, and the server's answer is what to report.
+        response.catch(() => {
+          answered = true;
+          local.destroy();
+        });
         const [checkedFile, answer] = await Promise.allSettled([verified, response]);
-        // The server's answer explains a failure best, unless the local check stopped the upload.
-        if (answer.status === 'rejected' && !abort.signal.aborted) throw answer.reason;
+        if (answer.status === 'rejected' && !checkFailedFirst) throw answer.reason;
         if (checkedFile.status === 'rejected') throw checkedFile.reason;
         if (answer.status === 'rejected') throw answer.reason;
         for await (const _ of answer.value.body) {

@@ -155,21 +155,6 @@ export function recordToEntry(key: string, r: KvRecord): KvEntry {
   };
 }
 
-/**
- * The record with CreateIndex and ModifyIndex lowered to `cap` where they are above it (a restore
- * moving another cluster's indexes into this log's index space, fsm/restore.ts); the same string
- * when neither is.
- */
-export function recordCappedAt(r: KvRecord, cap: number): KvRecord {
-  const create = createIndexOf(r);
-  const modify = modifyIndexOf(r);
-  if (create <= cap && modify <= cap) return r;
-  const head = new Uint8Array(LOCK_AT);
-  writeIndex(head, CREATE_AT, Math.min(create, cap));
-  writeIndex(head, MODIFY_AT, Math.min(modify, cap));
-  return (latin1(head, LOCK_AT) + r.slice(LOCK_AT)) as KvRecord;
-}
-
 export function recordFromEntry(entry: KvEntry): KvRecord {
   return packRecord({ createIndex: entry.CreateIndex, modifyIndex: entry.ModifyIndex, lockIndex: entry.LockIndex, flags: entry.Flags, session: entry.Session }, entry.Value);
 }

@@ -84,6 +84,11 @@ export interface SnapshotStats {
   readonly lastInstallDurationMs: number;
 }
 
+/**
+ * Committed entries handed to the state machine per Ready: a restore's chunks (fsm/restore-commands.ts)
+ * cost ~10 ms of apply per 256 KiB, and the loop yields between Readys once a slice is used up.
+ */
+const MAX_COMMITTED_BYTES_PER_READY = 512 * 1024;
 /** Pieces asked of the state machine when taking a snapshot: small, so each costs well under a slice. */
 const SNAPSHOT_PIECE_BYTES = 64 * 1024;
 /** Pieces read from a snapshot file and fed to the state machine when installing one. */
@@ -92,7 +97,7 @@ const RESTORE_PIECE_BYTES = 256 * 1024;
 const SNAPSHOT_WRITE_AMPLIFICATION = 8;
 /** ...or holds this many times snapshotEveryEntries entries. */
 const SNAPSHOT_ENTRIES_CAP_FACTOR = 8;
-/** ...or holds this many bytes, whatever the entry count: it bounds the log kept in memory (a restore's chunks are few entries). */
+/** ...or holds this many bytes (or 1/8 of the snapshot's, if more), whatever the entry count: it bounds the log kept in memory (a restore's chunks are few entries). */
 const SNAPSHOT_LOG_BYTES_CAP = 64 * 1024 * 1024;
 
 interface SnapshotWaiter {
@@ -227,6 +232,7 @@ export class RaftHost {
     this.snapshotIndex = snapshot.meta.index;
     this.appliedIndex = snapshot.meta.index;
     this.node = new RawNode({
+      maxCommittedSizePerReady: MAX_COMMITTED_BYTES_PER_READY,
       ...options.raft,
       id: options.id,
       storage: options.storage,
@@ -496,10 +502,15 @@ export class RaftHost {
         await new Promise<void>((r) => setImmediate(r));
         this.flushReadBatch();
         let rd = this.node.ready();
+        const clock = new SliceClock();
         while (rd) {
+          clock.start();
           await this.handleReady(rd);
+          clock.stop();
           // Between two Readys (under load the loop may never run dry): everything handed out is applied.
           this.maybeSnapshot();
+          // Applying is synchronous: after a slice of it (a restore's chunks), heartbeats and HTTP get a turn.
+          await clock.pause();
           rd = this.node.ready();
         }
         this.maybeSnapshot();
@@ -629,7 +640,7 @@ export class RaftHost {
    */
   private snapshotDue(): boolean {
     const entries = this.appliedIndex - this.snapshotIndex;
-    if (this.logBytesSinceSnapshot >= SNAPSHOT_LOG_BYTES_CAP) return true;
+    if (this.logBytesSinceSnapshot >= Math.max(SNAPSHOT_LOG_BYTES_CAP, this.snapshotBytes / SNAPSHOT_WRITE_AMPLIFICATION)) return true;
     if (entries < this.snapshotEveryEntries) return false;
     return entries >= SNAPSHOT_ENTRIES_CAP_FACTOR * this.snapshotEveryEntries || this.logBytesSinceSnapshot * SNAPSHOT_WRITE_AMPLIFICATION >= this.snapshotBytes;
   }

@@ -113,7 +113,7 @@ t.test('a version is written back with its flags, and the value it replaced is k
   t.equal(entry!.Flags, 42);
   // Through konsulctl, by ModifyIndex: the deleted v2 with its 64-bit flags.
   await put('config/db', 'v3');
-  const out = await run(process.execPath, [KONSULCTL, '--http-addr', `127.0.0.1:${server.port}`, 'kv', 'recover', 'config/db', '--modify-index', String((await versionsOf('config/db')).find((v) => v.Value === b64('v2'))!.Version)]);
+  const out = await run(process.execPath, [KONSULCTL, '--http-addr', `127.0.0.1:${server.port}`, 'kv', 'recover', 'config/db', '--version', String((await versionsOf('config/db')).find((v) => v.Value === b64('v2'))!.Version)]);
   t.match(out.stdout, /^Success! Recovered config\/db version \d+\n$/);
   t.match(await (await http('/v1/kv/config/db')).text(), /"Flags":18446744073709551615,"Value":"djI="/);
   t.same((await versionsOf('config/db')).map((v) => v.Reason).slice(0, 2), ['overwritten', 'overwritten'], 'the writes back retired v1 and v3');

@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import { SNAPSHOT_FORMAT_VERSION, SnapshotFormatError } from '../../../fsm/snapshot.ts';
 import { HttpError } from '../../errors.ts';
-import { SnapshotArchiveError, snapshotArchiveStream, type StateFile } from '../../snapshot-archive.ts';
+import { SnapshotArchiveError, snapshotArchiveStream } from '../../snapshot-archive.ts';
 import { replicateRestore, RestoreFailedError } from '../../snapshot-restore.ts';
 import { SnapshotStaging } from '../../snapshot-staging.ts';
 import { readGate, setQueryMeta } from '../consistency.ts';
@@ -27,6 +27,8 @@ export const snapshotRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async 
   const { fsm, raft } = ctx;
   const staging = new SnapshotStaging(ctx.config.dataDir);
   await staging.reset();
+  // One save encodes at a time (each is a full pass over the state); others wait their turn.
+  let encoding: Promise<unknown> = Promise.resolve();
 
   // Archives are binary whatever the content type (curl --data-binary sends form encoding), and
   // read as a stream: the route decides what to keep.
@@ -35,16 +37,18 @@ export const snapshotRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async 
 
   app.get('/v1/snapshot', async (request, reply) => {
     const opts = parseQueryOptions(request.query as Query);
-    await readGate(ctx, opts.consistency);
-    // Synchronous from the gate to the view: the view is the state at the index the gate allowed.
-    const view = fsm.snapshotView();
-    const term = raft.status().term;
-    let file: StateFile;
-    try {
-      file = await staging.writeView(view);
-    } finally {
-      view.release();
-    }
+    const turn = encoding.then(async () => {
+      await readGate(ctx, opts.consistency);
+      // Synchronous from the gate to the view: the view is the state at the index the gate allowed.
+      const view = fsm.snapshotView();
+      try {
+        return { view, term: raft.status().term, file: await staging.writeView(view) };
+      } finally {
+        view.release();
+      }
+    });
+    encoding = turn.catch(() => undefined);
+    const { view, term, file } = await turn;
     const nowMs = Date.now();
     const archive = snapshotArchiveStream(
       {
@@ -67,6 +71,9 @@ export const snapshotRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async 
 
   app.put('/v1/snapshot', async (request, reply) => {
     if (request.headers['content-length'] === '0' || request.body === undefined) throw new HttpError(400, 'Missing snapshot archive in the request body');
+    // Refused before the upload is staged; the restore's own begin refuses a race with another one.
+    const open = fsm.restoreProgress();
+    if (open !== null) throw new HttpError(409, `failed to restore snapshot: a restore is already in progress (${open.id}, begun at index ${open.beginIndex})`);
     let staged: Awaited<ReturnType<SnapshotStaging['stageArchive']>>;
     try {
       staged = await staging.stageArchive(request.body as Readable, { maxStateBytes: MAX_RESTORE_STATE_BYTES });
