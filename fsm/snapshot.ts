@@ -547,7 +547,7 @@ function skipRecord(r: ByteReader): void {
   r.u64();
   r.u64();
   r.u64();
-  r.u64();
+  r.u64big(); // Flags: any uint64
   const hasSession = r.u8();
   if (hasSession > 1) throw new SnapshotFormatError('bad session marker');
   if (hasSession === 1) r.str();
