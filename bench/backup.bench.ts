@@ -60,7 +60,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { httpCall, startKonsulCluster, type KonsulCluster } from './lib/cluster.ts';
-import { cleanupAll, gitDescribe, installSignalHandlers, machineLine, onCleanup, percentile, procCpuMs, REPO_ROOT, runCommand, runSharedTool, sleep } from './lib/servers.ts';
+import { cleanupAll, gitDescribe, installSignalHandlers, installTimeLimit, machineLine, onCleanup, percentile, procCpuMs, REPO_ROOT, runCommand, runSharedTool, sleep } from './lib/servers.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -761,11 +761,7 @@ function tables(results: readonly RunResult[]): string[] {
 
 async function main(): Promise<void> {
   installSignalHandlers();
-  const limit = setTimeout(() => {
-    process.stderr.write(`\n--time-limit ${timeLimitMin} min reached: stopping every server this benchmark started\n`);
-    void cleanupAll().finally(() => process.exit(2));
-  }, timeLimitMin * 60_000);
-  limit.unref();
+  installTimeLimit(timeLimitMin);
   const workDir = mkdtempSync(join(tmpdir(), 'konsul-backup-bench-'));
   const unregister = onCleanup('backup files', async () => rmSync(workDir, { recursive: true, force: true }));
   const started = new Date();

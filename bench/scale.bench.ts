@@ -48,7 +48,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ETCD_CLUSTER_URLS, ETCD_MEMBERS, httpCall, pidAlive, startEtcdCluster, startKonsulCluster, type EtcdCluster, type KonsulCluster } from './lib/cluster.ts';
-import { cleanupAll, gitDescribe, installSignalHandlers, machineLine, procCpuMs, procRssMb, REPO_ROOT, runCommand, runSharedTool, SHARED_BENCH, sleep } from './lib/servers.ts';
+import { cleanupAll, gitDescribe, installSignalHandlers, installTimeLimit, machineLine, procCpuMs, procRssMb, REPO_ROOT, runCommand, runSharedTool, SHARED_BENCH, sleep } from './lib/servers.ts';
 
 type Target = 'konsul' | 'etcd';
 
@@ -909,11 +909,7 @@ function table(results: readonly TargetResult[]): string[] {
 
 async function main(): Promise<void> {
   installSignalHandlers();
-  const limit = setTimeout(() => {
-    process.stderr.write(`\n--time-limit ${timeLimitMin} min reached: stopping every server this benchmark started\n`);
-    void cleanupAll().finally(() => process.exit(2));
-  }, timeLimitMin * 60_000);
-  limit.unref();
+  installTimeLimit(timeLimitMin);
   for (const tool of ['wrk', 'etcd', 'etcdctl']) {
     if (tool !== 'wrk' && !targets.includes('etcd')) continue;
     if ((await runCommand('sh', ['-c', `command -v ${tool}`])).code !== 0) throw new Error(`${tool} is not installed (apt-get install -y wrk etcd-server etcd-client)`);

@@ -53,6 +53,15 @@ export function installSignalHandlers(): void {
   process.once('SIGTERM', handler);
 }
 
+/** Bounds the whole run: after `minutes`, stop everything this benchmark started and exit 2. */
+export function installTimeLimit(minutes: number): void {
+  const limit = setTimeout(() => {
+    process.stderr.write(`\n--time-limit ${minutes} min reached: stopping every server this benchmark started\n`);
+    void cleanupAll().finally(() => process.exit(2));
+  }, minutes * 60_000);
+  limit.unref();
+}
+
 // ---------- /proc ----------
 
 const CLK_TCK = 100; // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s.
