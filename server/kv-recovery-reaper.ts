@@ -7,6 +7,7 @@
 import { encodeCommand } from '../fsm/commands.ts';
 import { sameRules, type KvRecoveryRule } from '../fsm/state/kv-recovery-commands.ts';
 import type { KvRecoveryTable } from '../fsm/state/kv-recovery.ts';
+import { PeriodicCheck } from './periodic-check.ts';
 
 /** The parts of the Raft host the keeper uses. */
 export interface KvRecoveryRaft {
@@ -25,21 +26,16 @@ export interface KvRecoveryKeeperOptions {
   readonly onError?: (err: unknown) => void;
 }
 
-export class KvRecoveryKeeper {
-  private timer: NodeJS.Timeout | null = null;
+export class KvRecoveryKeeper extends PeriodicCheck {
   /** One proposal at a time: the next check sees its effect. */
   private proposing = false;
 
-  constructor(private readonly options: KvRecoveryKeeperOptions) {}
-
-  start(): void {
-    this.timer = setInterval(() => void this.check(Date.now()), this.options.checkEveryMs);
-    this.timer.unref();
+  constructor(private readonly options: KvRecoveryKeeperOptions) {
+    super();
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  protected checkEveryMs(): number {
+    return this.options.checkEveryMs;
   }
 
   /** Whether the FSM already holds this server's configuration. */

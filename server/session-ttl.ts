@@ -15,6 +15,7 @@
 import { encodeCommand } from '../fsm/commands.ts';
 import { parseGoDuration } from '../fsm/state/go-duration.ts';
 import { SESSION_TTL_MULTIPLIER, type SessionsTable } from '../fsm/state/sessions.ts';
+import { PeriodicCheck } from './periodic-check.ts';
 
 /** What the timer needs from the Raft host (RaftHost implements it). */
 export interface SessionTtlRaft {
@@ -38,27 +39,21 @@ interface Tracked {
   ttlMs: number;
 }
 
-export class SessionTtlTimer {
+export class SessionTtlTimer extends PeriodicCheck {
   private readonly options: SessionTtlTimerOptions;
   private readonly tracked = new Map<string, Tracked>();
   /** The term the tracked times belong to; a new term starts every session afresh. */
   private trackedTerm = -1;
   /** Sessions whose expiry is being proposed (not proposed twice at once). */
   private readonly expiring = new Set<string>();
-  private timer: NodeJS.Timeout | null = null;
 
   constructor(options: SessionTtlTimerOptions) {
+    super();
     this.options = options;
   }
 
-  start(): void {
-    this.timer = setInterval(() => void this.check(Date.now()), this.options.checkEveryMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  protected checkEveryMs(): number {
+    return this.options.checkEveryMs;
   }
 
   /** How many sessions with a TTL the leader is timing (0 on followers). */

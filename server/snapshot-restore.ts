@@ -6,6 +6,7 @@ import { open } from 'node:fs/promises';
 import { encodeCommand, type Command } from '../fsm/commands.ts';
 import type { ApplyResult } from '../fsm/konsul-fsm.ts';
 import type { StagedRestoreProgress } from '../fsm/staged-restore.ts';
+import { PeriodicCheck } from './periodic-check.ts';
 import type { StateFile } from './snapshot-archive.ts';
 
 /** Bytes of state per restoreChunk entry: a few per append message, ~10 ms of apply each (~2,000 keys). */
@@ -104,22 +105,16 @@ export interface RestoreWatchdogOptions {
  * On the leader: aborts a staged restore that received no chunk for `stallTimeoutMs` (its proposer
  * crashed, or lost its connection to the leader). Until then no server takes a Raft snapshot.
  */
-export class RestoreWatchdog {
+export class RestoreWatchdog extends PeriodicCheck {
   private seen: { id: string; chunks: number; sinceMs: number } | null = null;
-  private timer: NodeJS.Timeout | null = null;
   private aborting = false;
 
-  constructor(private readonly options: RestoreWatchdogOptions) {}
-
-  start(): void {
-    const every = this.options.checkEveryMs ?? Math.min(1000, Math.max(50, Math.floor(this.options.stallTimeoutMs / 4)));
-    this.timer = setInterval(() => void this.check(Date.now()), every);
-    this.timer.unref();
+  constructor(private readonly options: RestoreWatchdogOptions) {
+    super();
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  protected checkEveryMs(): number {
+    return this.options.checkEveryMs ?? Math.min(1000, Math.max(50, Math.floor(this.options.stallTimeoutMs / 4)));
   }
 
   async check(nowMs: number): Promise<void> {

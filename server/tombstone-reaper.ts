@@ -3,6 +3,7 @@
 // blocking wait) through the Raft log, so every server drops the same tombstones.
 import { encodeCommand } from '../fsm/commands.ts';
 import type { RaftHost } from '../raft/host/raft-host.ts';
+import { PeriodicCheck } from './periodic-check.ts';
 
 export interface TombstoneReaperOptions {
   readonly raft: RaftHost;
@@ -12,24 +13,18 @@ export interface TombstoneReaperOptions {
   readonly onError?: (err: unknown) => void;
 }
 
-export class TombstoneReaper {
+export class TombstoneReaper extends PeriodicCheck {
   private readonly options: TombstoneReaperOptions;
   /** (time, applied index) samples: the index that was current at a given time. */
   private samples: { atMs: number; index: number }[] = [];
-  private timer: NodeJS.Timeout | null = null;
 
   constructor(options: TombstoneReaperOptions) {
+    super();
     this.options = options;
   }
 
-  start(): void {
-    this.timer = setInterval(() => void this.check(Date.now()), this.options.checkEveryMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  protected checkEveryMs(): number {
+    return this.options.checkEveryMs;
   }
 
   /** One round: remember the current index; on the leader, reap what is older than the TTL. */
