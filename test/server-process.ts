@@ -44,8 +44,18 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** Data dirs startServer made itself (no dataDir given): removed when the test process exits. */
+const madeDataDirs: string[] = [];
+process.once('exit', () => {
+  for (const dir of madeDataDirs) removeDir(dir);
+});
+
 export async function startServer(options: StartOptions = {}): Promise<ServerProcess> {
-  const dataDir = options.dataDir ?? tempDataDir();
+  let dataDir = options.dataDir;
+  if (dataDir === undefined) {
+    dataDir = tempDataDir();
+    madeDataDirs.push(dataDir);
+  }
   const args = [
     KONSUL_BIN,
     'server',
