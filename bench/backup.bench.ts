@@ -60,7 +60,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { httpCall, startKonsulCluster, type KonsulCluster } from './lib/cluster.ts';
-import { cleanupAll, gitDescribe, installSignalHandlers, installTimeLimit, machineLine, onCleanup, percentile, procCpuMs, REPO_ROOT, runCommand, runSharedTool, sleep } from './lib/servers.ts';
+import { cleanupAll, gitDescribe, installSignalHandlers, installTimeLimit, machineLine, onCleanup, percentile, printReport, procCpuMs, REPO_ROOT, runCommand, runSharedTool, sleep } from './lib/servers.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -784,17 +784,7 @@ async function main(): Promise<void> {
     await cleanupAll();
     unregister();
   }
-  const rows = tables(results);
-  const totalS = (Date.now() - started.getTime()) / 1000;
-  console.log('');
-  for (const r of rows) console.log(r);
-  console.log('');
-  console.log(`Whole run: ${(totalS / 60).toFixed(1)} min. Load average at the end: ${machineLine().replace(/.*load average /, '')}.`);
-  for (const r of results) if (r.error) console.log(`${r.keys} keys did not finish: ${r.error}`);
-  const out = { tool: 'backup', started: started.toISOString(), totalS, header, results, table: rows };
-  if (args.json) writeFileSync(args.json, `${JSON.stringify(out, null, 2)}\n`);
-  console.log(JSON.stringify(out));
-  if (results.some((r) => r.error)) process.exitCode = 1;
+  printReport({ tool: 'backup', started, header, results, rows: tables(results), name: (r: (typeof results)[number]) => `${r.keys} keys`, jsonFile: args.json });
 }
 
 main().catch(async (err: unknown) => {

@@ -40,7 +40,7 @@
 // (also written to --json FILE). Everything started here is stopped by PID, also on error and on
 // Ctrl-C; the whole run is bounded by --time-limit minutes. Run it alone on the machine:
 //   flock /tmp/konsul-bench.lock npx tsx bench/scale.bench.ts
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -48,7 +48,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ETCD_CLUSTER_URLS, ETCD_MEMBERS, httpCall, pidAlive, startEtcdCluster, startKonsulCluster, type EtcdCluster, type KonsulCluster } from './lib/cluster.ts';
-import { cleanupAll, gitDescribe, installSignalHandlers, installTimeLimit, machineLine, procCpuMs, procRssMb, REPO_ROOT, runCommand, runSharedTool, SHARED_BENCH, sleep } from './lib/servers.ts';
+import { cleanupAll, gitDescribe, installSignalHandlers, installTimeLimit, machineLine, printReport, procCpuMs, procRssMb, REPO_ROOT, runCommand, runSharedTool, SHARED_BENCH, sleep } from './lib/servers.ts';
 
 type Target = 'konsul' | 'etcd';
 
@@ -933,17 +933,7 @@ async function main(): Promise<void> {
   } finally {
     await cleanupAll();
   }
-  const rows = table(results);
-  const totalS = (Date.now() - started.getTime()) / 1000;
-  console.log('');
-  for (const r of rows) console.log(r);
-  console.log('');
-  console.log(`Whole run: ${(totalS / 60).toFixed(1)} min. Load average at the end: ${machineLine().replace(/.*load average /, '')}.`);
-  for (const r of results) if (r.error) console.log(`${r.target} did not finish: ${r.error}`);
-  const out = { tool: 'scale', started: started.toISOString(), totalS, header, results, table: rows };
-  if (args.json) writeFileSync(args.json, `${JSON.stringify(out, null, 2)}\n`);
-  console.log(JSON.stringify(out));
-  if (results.some((r) => r.error)) process.exitCode = 1;
+  printReport({ tool: 'scale', started, header, results, rows: table(results), name: (r: (typeof results)[number]) => r.target, jsonFile: args.json });
 }
 
 main().catch(async (err: unknown) => {

@@ -3,7 +3,7 @@
 // every process started here by PID (also on error and on SIGINT/SIGTERM), run the shared tools in
 // ../shared/bench, and read a process's CPU time from /proc.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,6 +60,33 @@ export function installTimeLimit(minutes: number): void {
     void cleanupAll().finally(() => process.exit(2));
   }, minutes * 60_000);
   limit.unref();
+}
+
+/**
+ * The end of a benchmark's run: its tables, the run time and load, what did not finish, then the
+ * whole result as one JSON line (also written to `jsonFile`); exit code 1 if anything failed.
+ */
+export function printReport(report: {
+  readonly tool: string;
+  readonly started: Date;
+  readonly header: readonly string[];
+  readonly results: readonly { readonly error?: string }[];
+  readonly rows: readonly string[];
+  /** How a failed result is named in "<name> did not finish". */
+  readonly name: (result: never) => string;
+  readonly jsonFile?: string | undefined;
+}): void {
+  const { tool, started, header, results, rows } = report;
+  const totalS = (Date.now() - started.getTime()) / 1000;
+  console.log('');
+  for (const r of rows) console.log(r);
+  console.log('');
+  console.log(`Whole run: ${(totalS / 60).toFixed(1)} min. Load average at the end: ${machineLine().replace(/.*load average /, '')}.`);
+  for (const r of results) if (r.error) console.log(`${report.name(r as never)} did not finish: ${r.error}`);
+  const out = { tool, started: started.toISOString(), totalS, header, results, table: rows };
+  if (report.jsonFile) writeFileSync(report.jsonFile, `${JSON.stringify(out, null, 2)}\n`);
+  console.log(JSON.stringify(out));
+  if (results.some((r) => r.error)) process.exitCode = 1;
 }
 
 // ---------- /proc ----------
