@@ -1,20 +1,25 @@
 # syntax=docker/dockerfile:1
 # The Konsul image: `konsul server` and `konsul agent` (docs/kubernetes.md).
 #
-# Konsul runs its TypeScript sources through tsx, a production dependency (docs/adr/0004), so there
-# is no build step: the image holds the production dependencies and the sources, without tests,
-# benchmarks and docs (.dockerignore).
-FROM node:20-slim AS deps
+# The build stage bundles the sources into dist/ (npm run build, docs/adr/0023-build.md); the image
+# holds bin/, dist/ and the production dependencies, no sources: bin/konsul.js then runs dist/.
+FROM node:20-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY scripts/build.mjs ./scripts/
 # classic-level ships prebuilt LevelDB bindings for linux-x64 and linux-arm64 (glibc): no compiler.
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# (npm ci's `prepare` finds no sources yet and skips the build.)
+RUN npm ci --no-audit --no-fund
+COPY . .
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:20-slim
 ENV NODE_ENV=production
 WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
-COPY . .
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/bin ./bin
+COPY --from=build /app/dist ./dist
 # /konsul/data: a server's Raft log, snapshots and state; /konsul/agent-data: an agent's state;
 # /konsul/config: config files (a ConfigMap in Kubernetes). The image runs as the unprivileged
 # "node" user (uid 1000) of the base image.

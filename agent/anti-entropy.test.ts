@@ -9,8 +9,9 @@ import t from 'tap';
 import { encodeCommand } from '../fsm/commands.ts';
 import { KonsulFsm } from '../fsm/konsul-fsm.ts';
 import type { CatalogCommand, CatalogServiceSpec } from '../fsm/state/catalog-commands.ts';
-import { aeScaledIntervalMs, fsmBackend, LocalAgent, type LocalAgentBackend, type LocalCheck } from '../server/local-agent.ts';
+import { aeScaledIntervalMs, fsmBackend, LocalAgent, type LocalAgentBackend, type LocalCheck } from './core/local-agent.ts';
 import { parseAgentConfigObject, mergeAgentConfig } from './config.ts';
+import { sleep, waitFor } from '../test/kit/wait.ts';
 
 function service(id: string): CatalogServiceSpec {
   return { ID: id, Service: id, Tags: [], Address: '', Port: 80, Meta: {}, EnableTagOverride: false, Weights: { Passing: 1, Warning: 1 }, TaggedAddresses: {}, Dependencies: [] };
@@ -25,7 +26,6 @@ function check(id: string, serviceId: string, type = 'ttl', ttlMs = 60_000): Loc
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function setup(t: { teardown(fn: () => Promise<void> | void): void }) {
   const fsm = new KonsulFsm();
@@ -77,7 +77,7 @@ t.test('status changes are coalesced; a flap back to the synced status sends not
   await agent.updateTtl('a', 'warning', 'z');
   t.equal(batches.length, 0, 'nothing sent within the coalescing delay');
   t.equal(fsm.catalog.getCheck('host-a', 'a')?.Status, 'passing');
-  await sleep(80);
+  await waitFor(() => batches.length > 0, { what: 'the coalesced batch', timeoutMs: 2000 });
   t.equal(batches.length, 1, 'one batch');
   t.same(
     batches[0]!.map((c) => (c.type === 'catalogCheckStatus' ? [c.checkId, c.status, c.output] : c.type)),
@@ -91,6 +91,7 @@ t.test('status changes are coalesced; a flap back to the synced status sends not
   // A flap: critical and back to what the catalog holds, within one delay.
   await agent.updateTtl('b', 'critical', 'flap');
   await agent.updateTtl('b', 'warning', 'y');
+  // A window, not a condition: what is shown is that nothing is sent.
   await sleep(80);
   t.equal(batches.length, 1, 'a flap that ends where it started sends nothing');
 });
@@ -119,7 +120,7 @@ t.test('check hooks see runnable checks come and go; results reach the catalog',
   await agent.registerService(service('web'), [check('h', 'web', 'http'), check('ttl', 'web')], false);
   t.same(hooks.added, ['h'], 'only non-TTL checks go to the runner');
   await agent.reportCheckResult('h', 'critical', 'HTTP GET http://127.0.0.1:1/: connection refused');
-  await sleep(80);
+  await waitFor(() => fsm.catalog.getCheck('host-a', 'h')?.Status === 'critical', { what: 'the result in the catalog', timeoutMs: 2000 });
   t.equal(fsm.catalog.getCheck('host-a', 'h')?.Status, 'critical');
   await agent.deregisterService('web');
   t.same(hooks.removed.sort(), ['h', 'ttl']);

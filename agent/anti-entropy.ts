@@ -1,17 +1,17 @@
-// Anti-entropy in agent mode: the state machine of it is server/local-agent.ts (shared with the agent
+// Anti-entropy in agent mode: the state machine of it is agent/core/local-agent.ts (shared with the agent
 // embedded in every server: local state is the truth, every change is written at once, a periodic
 // full sync scaled with the cluster's size repairs drift both ways, check status changes are
 // coalesced into batches). This file supplies what differs on a client agent:
 //
 // - RemoteCatalogBackend: the catalog is reached through a server's RPC port (`agent.apply`,
-//   `agent.nodeState`, server/agent-rpc.ts) with failover across servers (servers.ts);
+//   `agent.nodeState`, rpc/agent-protocol.ts) with failover across servers (servers.ts);
 // - Heartbeat: tells the leader (through any server) the agent is alive, so that the leader keeps the
 //   agent's node and its serfHealth check, and learns the leader's identity: a new leader, or a
 //   failover to another server, triggers a full sync at once, so a write lost in a leader change is
 //   repaired within one round trip rather than one sync interval.
-import { MAX_AGENT_BATCH, type AgentApplyOutcome, type AgentNodeState, type HeartbeatAnswer } from '../server/agent-rpc.ts';
-import type { CatalogCheckSpec, CatalogCommand, CatalogNodeSpec, CatalogServiceSpec } from '../fsm/state/catalog-commands.ts';
-import type { LocalAgentBackend, NodeCatalogState } from '../server/local-agent.ts';
+import type { CatalogCommand, CatalogNodeSpec } from '../fsm/state/catalog-commands.ts';
+import { MAX_AGENT_BATCH, type AgentApplyOutcome } from '../rpc/agent-protocol.ts';
+import type { LocalAgentBackend, NodeCatalogState } from './core/backend.ts';
 import { RemoteRpcError, type ServerPool } from './servers.ts';
 
 export class RemoteCatalogBackend implements LocalAgentBackend {
@@ -26,7 +26,7 @@ export class RemoteCatalogBackend implements LocalAgentBackend {
     for (let i = 0; i < commands.length; i += MAX_AGENT_BATCH) {
       const chunk = commands.slice(i, i + MAX_AGENT_BATCH);
       try {
-        const answer = await this.pool.rpc<{ results: AgentApplyOutcome[] }>('agent.apply', { commands: chunk }, 30_000);
+        const answer = await this.pool.call('agent.apply', { commands: chunk }, 30_000);
         out.push(...answer.results);
       } catch (err) {
         // A server answered with an error for the whole batch (e.g. it is starting): retry later.
@@ -38,14 +38,9 @@ export class RemoteCatalogBackend implements LocalAgentBackend {
   }
 
   async nodeState(node: string): Promise<NodeCatalogState> {
-    const state = await this.pool.rpc<AgentNodeState>('agent.nodeState', { node }, 15_000);
+    const state = await this.pool.call('agent.nodeState', { node }, 15_000);
     this.pool.noteLeader(state.leader);
-    return {
-      node: state.node,
-      services: state.services as CatalogServiceSpec[],
-      checks: state.checks as CatalogCheckSpec[],
-      nodeCount: state.nodeCount,
-    };
+    return { node: state.node, services: state.services, checks: state.checks, nodeCount: state.nodeCount };
   }
 }
 
@@ -97,7 +92,7 @@ export class Heartbeat {
     try {
       // Counted before the request: a registration racing the heartbeat must not look like drift.
       const local = this.options.localCounts();
-      const answer = await this.options.pool.rpc<HeartbeatAnswer>('agent.heartbeat', { node: this.options.node() }, 5000);
+      const answer = await this.options.pool.call('agent.heartbeat', { node: this.options.node() }, 5000);
       this.options.pool.noteLeader(answer.leader);
       const after = this.options.localCounts();
       const stable = after.services === local.services && after.checks === local.checks;

@@ -20,7 +20,9 @@ t.test("Consul's wait parameter", async (t) => {
   t.equal(parseWaitMs('10s'), 10_000);
   t.equal(parseWaitMs('250ms'), 250);
   t.equal(parseWaitMs('2m'), 120_000);
-  t.equal(parseWaitMs('30'), 30_000, 'bare seconds');
+  t.equal(parseWaitMs('1m30s'), 90_000);
+  t.equal(parseWaitMs('30'), null, 'no unit: Go (and so Consul) refuses it');
+  t.equal(parseWaitMs('-1s'), 300_000, 'zero or less means the default, as on the servers');
   t.equal(parseWaitMs('1h'), 600_000, 'capped at 10 minutes');
   t.equal(parseWaitMs('soon'), null);
 });

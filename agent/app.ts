@@ -10,15 +10,20 @@
 // - Everything else (writes, default and consistent non-blocking reads, sessions, txn, events,
 //   snapshots, status, operator) is forwarded to a server unchanged: status, body and headers
 //   (X-Consul-Index, -KnownLeader, -LastContact) pass through, errors included.
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { HttpError, toHttpError } from '../server/errors.ts';
-import { sendJson } from '../server/http/catalog-query.ts';
-import { agentLocalRoutes } from '../server/http/routes/agent.ts';
-import type { LocalAgent } from '../server/local-agent.ts';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { createHttpApp, notFoundText } from '../http/app.ts';
+import { parseWaitMs } from '../http/query-options.ts';
+import { rawBody } from '../http/raw-body.ts';
+import { sendJson } from '../http/reply.ts';
+import { agentLocalRoutes, agentSelfRoutes, type AgentMember, type AgentSelf } from '../http/routes/agent.ts';
+import { codeOfStatus } from '../http/status.ts';
+import { badRequest, KonsulError } from '../lib/errors.ts';
+import { hostPortOf } from '../lib/host-port.ts';
+import type { LocalAgent } from './core/local-agent.ts';
 import type { AgentCache, CachedResult } from './cache.ts';
 import type { CheckResultRecord } from './checks/index.ts';
 import type { AgentConfig } from './config.ts';
-import { NoServersError, splitHostPort, UpstreamLostError, type ServerPool } from './servers.ts';
+import { NoServersError, UpstreamLostError, type ServerPool } from './servers.ts';
 
 export interface AgentMetrics {
   requests: number;
@@ -56,16 +61,8 @@ export function cacheKeyOf(path: string, query: URLSearchParams): string {
   return qs === '' ? path : `${path}?${qs}`;
 }
 
-/** Consul's wait parameter: Go duration or bare seconds; default 5 minutes, capped at 10. */
-export function parseWaitMs(text: string | null): number | null {
-  if (text === null || text === '') return 300_000;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text);
-  if (!m) return null;
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  const ms = unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n * 3_600_000;
-  return Math.min(600_000, Math.max(0, ms));
-}
+/** Consul's ?wait, parsed as the servers parse it (http/query-options.ts). */
+export { parseWaitMs };
 
 /** Cache-Control request directives Consul's cache honours. */
 export function parseCacheControl(header: string | undefined): { maxAgeMs?: number; staleIfErrorMs?: number; mustRevalidate: boolean } {
@@ -82,107 +79,66 @@ export function parseCacheControl(header: string | undefined): { maxAgeMs?: numb
 }
 
 export async function buildAgentApp(ctx: AgentAppContext, options: { logger?: boolean | object } = {}): Promise<FastifyInstance> {
-  const app = Fastify({
-    logger: options.logger ?? false,
-    logController: new LogController({ disableRequestLogging: true }),
-    routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 4096 },
-    return503OnClosing: true,
-    forceCloseConnections: 'idle',
-  });
-  app.addHook('onRequest', (_request, _reply, done) => {
-    ctx.metrics.requests++;
-    done();
-  });
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (ctx.shutdownSignal.aborted) void reply.header('connection', 'close');
-    done(null, payload);
-  });
-  app.setErrorHandler((err, request, reply) => {
-    const httpErr = err instanceof NoServersError ? new HttpError(500, 'No known Consul servers') : err instanceof UpstreamLostError ? new HttpError(500, err.message) : toHttpError(err);
-    if (httpErr.statusCode >= 500 && !(err instanceof HttpError) && !(err instanceof NoServersError) && !(err instanceof UpstreamLostError)) request.log.error({ err }, 'request failed');
-    void reply.code(httpErr.statusCode).type('text/plain; charset=utf-8').send(httpErr.message);
-  });
-  app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).type('text/plain; charset=utf-8').send(`Not found: ${request.method} ${request.url.split('?')[0]}`);
-  });
-
+  const app = createHttpApp({ logger: options.logger ?? false, shutdownSignal: ctx.shutdownSignal, counters: ctx.metrics, translateError: upstreamError });
   await app.register(agentLocalRoutes, { agent: () => ctx.localAgent, datacenter: ctx.config.datacenter });
+  await app.register(agentSelfRoutes, { self: agentSelf(ctx) });
   await app.register(async (scope) => agentInfoRoutes(scope, ctx));
   await app.register(async (scope) => proxyRoutes(scope, ctx));
   return app;
 }
 
-async function agentInfoRoutes(app: FastifyInstance, ctx: AgentAppContext): Promise<void> {
+/** The agent's upstream failures as Consul's agent answers them (500s with these texts). */
+function upstreamError(err: unknown): unknown {
+  if (err instanceof NoServersError) return new KonsulError('internal', 'No known Consul servers');
+  if (err instanceof UpstreamLostError) return new KonsulError('internal', err.message);
+  return err;
+}
+
+/** What /v1/agent/self and /v1/agent/members say of a client agent. */
+function agentSelf(ctx: AgentAppContext): AgentSelf {
   const { config } = ctx;
-  app.get('/v1/agent/self', async (_request, reply) => {
-    const counts = ctx.localAgent.counts();
-    const cache = ctx.cache.stats();
-    return sendJson(reply, {
-      Config: {
-        Datacenter: config.datacenter,
-        NodeName: config.nodeName,
-        NodeID: '',
-        Server: false,
-        Revision: 'konsul',
-        Version: ctx.version,
-      },
-      Member: {
-        Name: config.nodeName,
-        Addr: ctx.nodeAddress,
-        Port: 0,
-        Tags: { role: 'node', dc: config.datacenter, build: `${ctx.version}:konsul` },
-        Status: 1,
-      },
-      Stats: {
+  return {
+    datacenter: config.datacenter,
+    nodeName: config.nodeName,
+    version: ctx.version,
+    server: false,
+    memberAddress: () => ({ addr: ctx.nodeAddress, port: 0 }),
+    stats: () => {
+      const counts = ctx.localAgent.counts();
+      const cache = ctx.cache.stats();
+      return {
         agent: { checks: String(counts.checks), services: String(counts.services) },
         consul: { server: 'false', known_servers: String(ctx.pool.servers().length), leader_id: ctx.pool.leader(), current_server: ctx.pool.current()?.id ?? '' },
         cache: { entries: String(cache.entries), bytes: String(cache.bytes), hits: String(cache.hits), misses: String(cache.misses) },
-      },
-      Meta: {},
-    });
-  });
+      };
+    },
+    // Konsul has no gossip: members are the catalog's nodes that carry a serfHealth check, with
+    // its status, as the servers see them.
+    members: async (): Promise<AgentMember[]> => {
+      const answer = await ctx.pool.http({ method: 'GET', path: '/v1/health/state/any?stale', timeoutMs: 10_000 });
+      if (answer.status !== 200) throw new KonsulError(codeOfStatus(answer.status), answer.body.toString('utf8'));
+      const checks = JSON.parse(answer.body.toString('utf8')) as { Node: string; CheckID: string; Status: string }[];
+      const nodesAnswer = await ctx.pool.http({ method: 'GET', path: '/v1/catalog/nodes?stale', timeoutMs: 10_000 });
+      const nodes = nodesAnswer.status === 200 ? (JSON.parse(nodesAnswer.body.toString('utf8')) as { Node: string; Address: string }[]) : [];
+      const addressOf = new Map(nodes.map((n) => [n.Node, n.Address]));
+      const servers = new Map(ctx.pool.servers().map((s) => [s.id, s]));
+      return checks
+        .filter((c) => c.CheckID === 'serfHealth')
+        .map((c) => {
+          const server = servers.get(c.Node);
+          const port = server ? hostPortOf(server.rpcAddr).port : c.Node === config.nodeName ? config.httpAddr.port : 0;
+          return { name: c.Node, addr: addressOf.get(c.Node) ?? '', port, server: server !== undefined, failed: c.Status === 'critical' };
+        });
+    },
+  };
+}
 
-  // Consul lists every LAN member: the servers (role "consul") and the client agents (role "node"),
-  // alive (1) or failed (4). Konsul has no gossip: members are the catalog's nodes that carry a
-  // serfHealth check, with its status, as the servers see them.
-  app.get('/v1/agent/members', async (_request, reply) => {
-    const answer = await ctx.pool.http({ method: 'GET', path: '/v1/health/state/any?stale', timeoutMs: 10_000 });
-    if (answer.status !== 200) throw new HttpError(answer.status, answer.body.toString('utf8'));
-    const checks = JSON.parse(answer.body.toString('utf8')) as { Node: string; CheckID: string; Status: string }[];
-    const nodesAnswer = await ctx.pool.http({ method: 'GET', path: '/v1/catalog/nodes?stale', timeoutMs: 10_000 });
-    const nodes = nodesAnswer.status === 200 ? (JSON.parse(nodesAnswer.body.toString('utf8')) as { Node: string; Address: string }[]) : [];
-    const addressOf = new Map(nodes.map((n) => [n.Node, n.Address]));
-    const servers = new Map(ctx.pool.servers().map((s) => [s.id, s]));
-    const members = checks
-      .filter((c) => c.CheckID === 'serfHealth')
-      .map((c) => {
-        const server = servers.get(c.Node);
-        const port = server ? splitHostPort(server.rpcAddr).port : c.Node === config.nodeName ? config.httpAddr.port : 0;
-        const tags: Record<string, string> = server
-          ? { role: 'consul', dc: config.datacenter, port: String(port), build: `${ctx.version}:konsul`, vsn: '2', vsn_min: '2', vsn_max: '3', raft_vsn: '3' }
-          : { role: 'node', dc: config.datacenter, build: `${ctx.version}:konsul`, vsn: '2', vsn_min: '2', vsn_max: '3' };
-        return {
-          Name: c.Node,
-          Addr: addressOf.get(c.Node) ?? '',
-          Port: port,
-          Tags: tags,
-          Status: c.Status === 'critical' ? 4 : 1,
-          ProtocolMin: 1,
-          ProtocolMax: 5,
-          ProtocolCur: 2,
-          DelegateMin: 2,
-          DelegateMax: 5,
-          DelegateCur: 4,
-        };
-      });
-    return sendJson(reply, members);
-  });
-
+async function agentInfoRoutes(app: FastifyInstance, ctx: AgentAppContext): Promise<void> {
   // Konsul's own: what a check the agent runs said lately, to tell a flapping target from a dead one.
   app.get('/v1/konsul/agent/check/history/*', async (request, reply) => {
     const checkId = decodeURIComponent((request.params as { '*': string })['*']);
     const history = ctx.checkHistory(checkId);
-    if (history === null) throw new HttpError(404, `Unknown check ${JSON.stringify(checkId)}: not run by this agent`);
+    if (history === null) throw new KonsulError('notFound', `Unknown check ${JSON.stringify(checkId)}: not run by this agent`);
     return sendJson(
       reply,
       history.map((r) => ({ Time: new Date(r.timeMs).toISOString(), Status: r.status, Output: r.output, Source: r.source, ReportedStatus: r.reportedStatus })),
@@ -213,12 +169,12 @@ async function agentInfoRoutes(app: FastifyInstance, ctx: AgentAppContext): Prom
 }
 
 async function proxyRoutes(app: FastifyInstance, ctx: AgentAppContext): Promise<void> {
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_PROXY_BODY_BYTES }, (_req, body, done) => done(null, body));
+  // Bodies pass through to the server as they came.
+  await app.register(rawBody, { limitBytes: MAX_PROXY_BODY_BYTES });
 
   // The agent's own endpoints are answered here or not at all (never by a server's agent).
   app.all('/v1/agent/*', async (request, reply) => {
-    return reply.code(404).type('text/plain; charset=utf-8').send(`Not found: ${request.method} ${request.url.split('?')[0]}`);
+    return reply.code(404).type('text/plain; charset=utf-8').send(notFoundText(request.method, request.url));
   });
 
   app.all('/v1/*', async (request, reply) => {
@@ -229,7 +185,7 @@ async function proxyRoutes(app: FastifyInstance, ctx: AgentAppContext): Promise<
     if (request.method === 'GET' && CACHEABLE.some((re) => re.test(path))) {
       const cached = query.has('cached');
       const consistent = query.has('consistent');
-      if (cached && consistent) throw new HttpError(400, 'Cannot specify ?cached with ?consistent');
+      if (cached && consistent) throw badRequest('Cannot specify ?cached with ?consistent');
       const indexText = query.get('index');
       const index = indexText !== null && /^\d+$/.test(indexText) ? Number(indexText) : indexText === null ? 0 : -1;
       const blocking = index > 0;
@@ -286,11 +242,11 @@ async function forward(ctx: AgentAppContext, request: FastifyRequest, reply: Fas
   const onShutdown = () => abort.abort();
   if (blockingRead) ctx.shutdownSignal.addEventListener('abort', onShutdown, { once: true });
   try {
-    if (blockingRead && ctx.shutdownSignal.aborted) throw new HttpError(503, AGENT_SHUTTING_DOWN);
+    if (blockingRead && ctx.shutdownSignal.aborted) throw new KonsulError('unavailable', AGENT_SHUTTING_DOWN);
     const answer = await ctx.pool.http({ method: request.method, path: url, headers, ...(body && body.length > 0 ? { body } : {}), timeoutMs, signal: abort.signal });
     return send(reply, { status: answer.status, headers: answer.headers, body: answer.body, index: 0 });
   } catch (err) {
-    if (blockingRead && ctx.shutdownSignal.aborted) throw new HttpError(503, AGENT_SHUTTING_DOWN);
+    if (blockingRead && ctx.shutdownSignal.aborted) throw new KonsulError('unavailable', AGENT_SHUTTING_DOWN);
     throw err;
   } finally {
     reply.raw.off('close', onClose);

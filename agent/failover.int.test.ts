@@ -2,9 +2,9 @@
 // one retry-join address, and when the leader is killed (kill -9) it fails over, keeps serving,
 // and its registrations survive in the catalog of the remaining servers.
 import t from 'tap';
-import { agentDataDir, startAgentProcess } from '../test/agent-process.ts';
+import { agentDataDir, startAgentProcess } from '../test/kit/agent-process.ts';
 import { httpRequest, startCluster, waitFor, type ClusterNode } from '../test/cluster/harness.ts';
-import { removeDir } from '../test/server-process.ts';
+import { removeDir } from '../test/kit/server-process.ts';
 
 async function instances(node: ClusterNode, service: string): Promise<{ Node: { Node: string }; Checks: { CheckID: string; Status: string }[] }[]> {
   const r = await httpRequest(`${node.url}/v1/health/service/${service}?stale`, { timeoutMs: 3000 });

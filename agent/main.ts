@@ -6,30 +6,35 @@ import { setMaxListeners } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { dnsSettings } from '../dns/config.ts';
-import { startDnsServer, type RunningDnsServer } from '../dns/server.ts';
 import type { CheckStatus } from '../fsm/state/catalog-commands.ts';
-import { HttpError } from '../server/errors.ts';
-import { checkRegistrationFrom, serviceRegistrationFrom } from '../server/http/routes/agent.ts';
-import { LocalAgent, type LocalCheck } from '../server/local-agent.ts';
-import { serverNodeSpec } from '../server/server-registration.ts';
-import { KONSUL_VERSION } from '../server/version.ts';
+import { codeOfStatus } from '../http/status.ts';
+import { checkRegistrationFrom, serviceRegistrationFrom } from '../http/routes/agent.ts';
+import { LocalAgent, type LocalCheck } from './core/local-agent.ts';
+import { catalogNodeSpec } from './core/node-registration.ts';
+import { KONSUL_VERSION } from '../lib/version.ts';
 import { Heartbeat, RemoteCatalogBackend } from './anti-entropy.ts';
 import { buildAgentApp, type AgentMetrics } from './app.ts';
 import { AgentCache, type CachedResult } from './cache.ts';
 import { CheckRunner, RUNNABLE_CHECK_TYPES, validateCheckDefinition } from './checks/index.ts';
-import { AGENT_DEFAULTS, nodeAddressOf, type AgentConfig, type AgentConfigFile } from './config.ts';
-import { agentDnsView } from './dns-view.ts';
+import { nodeAddressOf, type AgentConfig, type AgentConfigFile } from './config.ts';
+import { agentPluginHosts } from './plugin-host.ts';
+import { KonsulError } from '../lib/errors.ts';
+import { service, Supervisor, type Service } from '../lib/service.ts';
+import { BUILTIN_PLUGINS } from '../plugins/builtin.ts';
+import { resolvePlugins, startPlugins, validatePlugins } from '../plugins/loader.ts';
+import type { PluginListener } from '../plugins/plugin.ts';
 import { ServerPool } from './servers.ts';
 
-export interface RunningAgent {
+export interface RunningAgent extends Service {
   readonly config: AgentConfig;
   readonly httpAddress: { host: string; port: number };
   readonly pool: ServerPool;
   readonly localAgent: LocalAgent;
   readonly app: FastifyInstance;
-  /** The DNS interface's address, or null when it is off. */
+  /** The DNS plugin's address, or null when it is off. */
   readonly dnsAddress: { host: string; port: number } | null;
+  /** What the plugins listen on (dns/plugin.ts: "dns", udp+tcp). */
+  readonly pluginListeners: readonly PluginListener[];
   stop(): Promise<void>;
 }
 
@@ -38,6 +43,26 @@ const CONFIG_SOURCED_FILE = 'agent-config-sourced.json';
 const REFRESH_WAIT_S = 60;
 
 export async function startAgent(config: AgentConfig, definitions: Pick<AgentConfigFile, 'services' | 'checks'> = { services: [], checks: [] }): Promise<RunningAgent> {
+  // The plugins and their settings are checked before anything starts.
+  const plugins = resolvePlugins(BUILTIN_PLUGINS, config.plugins);
+  validatePlugins(plugins, config);
+  // Every part started is a Service of this supervisor: a failed start and stop() tear down the
+  // same way, in reverse start order.
+  const services = new Supervisor();
+  try {
+    return await startParts(config, definitions, services, plugins);
+  } catch (err) {
+    await services.stop().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startParts(
+  config: AgentConfig,
+  definitions: Pick<AgentConfigFile, 'services' | 'checks'>,
+  services: Supervisor,
+  plugins: ReturnType<typeof resolvePlugins>,
+): Promise<RunningAgent> {
   mkdirSync(config.dataDir, { recursive: true });
   const log = (level: 'warn' | 'info' | 'debug', message: string): void => {
     const order = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
@@ -61,7 +86,7 @@ export async function startAgent(config: AgentConfig, definitions: Pick<AgentCon
     },
   });
   // Servers not reachable yet (a DaemonSet starting before them): serve the local API anyway.
-  await pool.start(10_000);
+  await services.start({ name: 'server pool', start: () => pool.start(10_000), stop: () => pool.stop() });
 
   const nodeAddress = nodeAddressOf(config);
   const datacenter = pool.servers().length > 0 ? pool.datacenter() || config.datacenter : config.datacenter;
@@ -93,16 +118,23 @@ export async function startAgent(config: AgentConfig, definitions: Pick<AgentCon
     validateCheck: (check) => {
       if (!isRunnable(check)) return;
       const problem = validateCheckDefinition(runnerDefinition(check), { enableScriptChecks: config.enableScriptChecks });
-      if (problem !== null) throw new HttpError(problem.httpStatus, problem.message);
+      if (problem !== null) throw new KonsulError(codeOfStatus(problem.httpStatus), problem.message);
     },
     log,
   });
   localAgentRef = localAgent;
+  services.adopt('local agent', async () => {
+    // Pending status changes go out before the agent leaves.
+    await localAgent.flushStatus().catch(() => undefined);
+    await localAgent.stop();
+  });
+  // Stopped before the local agent it reports to.
+  services.adopt('check runner', () => runner.stop());
   await applyConfigDefinitions(localAgent, config.dataDir, fromConfig, log);
 
   const heartbeat = new Heartbeat({
     pool,
-    node: () => serverNodeSpec(config.nodeName, nodeAddress, config.datacenter),
+    node: () => catalogNodeSpec(config.nodeName, nodeAddress, config.datacenter),
     intervalMs: config.heartbeatIntervalMs,
     localCounts: () => localAgent.counts(),
     onDrift: (why) => {
@@ -124,6 +156,7 @@ export async function startAgent(config: AgentConfig, definitions: Pick<AgentCon
       return { status: answer.status, headers: answer.headers, body: answer.body, index: Number.isFinite(index) ? index : 0 };
     },
   });
+  services.adopt('cache', () => cache.stop());
   const shutdown = new AbortController();
   setMaxListeners(0, shutdown.signal);
   const app = await buildAgentApp(
@@ -145,74 +178,40 @@ export async function startAgent(config: AgentConfig, definitions: Pick<AgentCon
     },
     { logger: config.logLevel === 'silent' ? false : { level: config.logLevel } },
   );
-  heartbeat.start();
-  localAgent.start();
-  let dns: RunningDnsServer | null = null;
-  let dnsTouch: NodeJS.Timeout | null = null;
-  try {
-    if (config.dnsAddr !== null) {
-      const view = agentDnsView(cache, config.datacenter);
-      try {
-        dns = await startDnsServer({
-          listen: config.dnsAddr,
-          settings: dnsSettings({ domain: config.dnsDomain, recursors: config.dnsRecursors }),
-          view,
-          log: (level, message) => {
-            // A name not cached yet is an expected SERVFAIL (the next query is answered): not a warning.
-            if (/not in the agent's cache yet/.test(message)) log('debug', message);
-            else log(level === 'warn' ? 'warn' : level === 'info' ? 'info' : 'debug', message);
-          },
-        });
-      } catch (err) {
-        // As on servers: the default port taken (a server or another agent on this host) means no DNS here.
-        if (config.dnsAddr.port !== AGENT_DEFAULTS.dnsAddr?.port || config.dnsAddr.host !== AGENT_DEFAULTS.dnsAddr.host || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-        log('warn', `${(err as Error).message}: the DNS interface is off (choose an address with --dns-addr)`);
-      }
-      if (dns !== null) {
-        void view.touch().catch(() => undefined);
-        dnsTouch = setInterval(() => void view.touch().catch(() => undefined), Math.max(1000, Math.min(60_000, Math.floor(config.cacheEntryTtlMs / 3))));
-        dnsTouch.unref();
-      }
-    }
-    await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
-  } catch (err) {
-    if (dnsTouch) clearInterval(dnsTouch);
-    await dns?.stop();
-    heartbeat.stop();
+  // Answered requests close their sockets; a client that never reads its answer is cut off after a
+  // bound so that shutdown always ends.
+  services.adopt('http api', async () => {
+    const cutOff = setTimeout(() => app.server.closeAllConnections(), 5000);
+    await app.close();
+    clearTimeout(cutOff);
+  });
+  // Stopped before the API closes: waiting blocking queries answer at once (forwarded ones with
+  // "Agent is shutting down", cached ones with what the cache holds once it stops).
+  services.adopt('blocking queries', () => {
+    shutdown.abort();
     cache.stop();
-    await runner.stop();
-    await localAgent.stop();
-    await pool.stop();
-    throw err;
-  }
+  });
+  await services.start(service('heartbeat', heartbeat));
+  localAgent.start();
+  // Plugins (the DNS interface first) read through the agent's cache.
+  const hosts = await services.start(
+    agentPluginHosts({ nodeName: config.nodeName, datacenter: config.datacenter, logLevel: config.logLevel, cache, app, cacheEntryTtlMs: config.cacheEntryTtlMs }),
+  );
+  const started = await startPlugins(services, plugins, config, (plugin) => hosts.hostFor(plugin));
+  await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const addr = app.server.address();
   const httpAddress = typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : config.httpAddr;
-  let stopping: Promise<void> | null = null;
+  const dns = started.listeners.find((l) => l.name === 'dns');
   return {
+    name: 'agent',
     config,
     httpAddress,
     pool,
     localAgent,
     app,
-    dnsAddress: dns?.address ?? null,
-    stop: () => {
-      stopping ??= (async () => {
-        shutdown.abort();
-        if (dnsTouch) clearInterval(dnsTouch);
-        await dns?.stop();
-        heartbeat.stop();
-        cache.stop();
-        await runner.stop();
-        // Pending status changes go out before the agent leaves.
-        await localAgent.flushStatus().catch(() => undefined);
-        await localAgent.stop();
-        const cutOff = setTimeout(() => app.server.closeAllConnections(), 5000);
-        await app.close();
-        clearTimeout(cutOff);
-        await pool.stop();
-      })();
-      return stopping;
-    },
+    dnsAddress: dns ? { host: dns.host, port: dns.port } : null,
+    pluginListeners: started.listeners,
+    stop: () => services.stop(),
   };
 }
 
@@ -226,7 +225,8 @@ function decodeDefinitions(definitions: Pick<AgentConfigFile, 'services' | 'chec
     try {
       return decode();
     } catch (err) {
-      if (err instanceof HttpError) throw new Error(`${file}: invalid ${what} definition: ${err.message}`);
+      // The decoders' refusals (KonsulErrors, as the HTTP API answers them) name the file here.
+      if (err instanceof KonsulError) throw new Error(`${file}: invalid ${what} definition: ${err.message}`);
       throw err;
     }
   };

@@ -4,11 +4,10 @@
 // (connection refused or lost, timeout) is rotated to the back of the list and the next is tried,
 // as Consul's agent router does; the list is refreshed periodically and after every failure.
 import http from 'node:http';
-import { TcpTransport, type TcpTlsOptions } from '../raft/transport/tcp-transport.ts';
-import type { AgentServerInfo, AgentServersAnswer } from '../server/agent-rpc.ts';
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+import { hostPortOf } from '../lib/host-port.ts';
+import type { TcpTlsOptions } from '../raft/transport/sockets.ts';
+import { agentRpcCaller, decodeAgentBody, encodeAgentBody, type AgentMethod, type AgentRequest, type AgentResponse, type AgentRpcCaller, type AgentServerInfo } from '../rpc/agent-protocol.ts';
+import { RpcClient } from '../rpc/rpc-client.ts';
 
 export class NoServersError extends Error {
   constructor(message: string) {
@@ -62,7 +61,7 @@ const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'c
 
 export class ServerPool {
   private readonly options: ServerPoolOptions;
-  private readonly transport: TcpTransport;
+  private readonly rpcClient: RpcClient;
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 1024, maxFreeSockets: 64 });
   private list: AgentServerInfo[] = [];
   private leaderId = '';
@@ -73,18 +72,8 @@ export class ServerPool {
 
   constructor(options: ServerPoolOptions) {
     this.options = options;
-    this.transport = new TcpTransport({
-      nodeId: `agent:${options.nodeName}`,
-      // Never started: only outbound requests. A wildcard host lets the OS pick the source address.
-      listen: { host: '0.0.0.0', port: 0 },
-      ...(options.tls ? { tls: options.tls } : {}),
-      resolve: () => undefined,
-      onMessage: () => {},
-      onRequest: async () => {
-        throw Object.assign(new Error('an agent answers no RPC requests'), { code: 'badRequest' });
-      },
-      dialTimeoutMs: 2000,
-    });
+    // Only outbound requests: no listener, no Raft.
+    this.rpcClient = RpcClient.standalone({ nodeId: `agent:${options.nodeName}`, tls: options.tls, dialTimeoutMs: 2000 });
   }
 
   /**
@@ -135,7 +124,7 @@ export class ServerPool {
     this.stopped = true;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     this.httpAgent.destroy();
-    await this.transport.stop();
+    this.rpcClient.stop();
   }
 
   servers(): readonly AgentServerInfo[] {
@@ -169,8 +158,8 @@ export class ServerPool {
     for (const address of addresses) {
       try {
         this.options.countUpstream?.('rpc');
-        const answer = await this.transport.request(address, 'agent.servers', encoder.encode('{}'), { timeoutMs: 3000 });
-        const parsed = JSON.parse(decoder.decode(answer.body)) as AgentServersAnswer;
+        const answer = await this.rpcClient.request(address, 'agent.servers', encodeAgentBody({}), { timeoutMs: 3000 });
+        const parsed = decodeAgentBody(answer.body) as AgentResponse<'agent.servers'>;
         if (!Array.isArray(parsed.servers) || parsed.servers.length === 0) throw new Error(`${address} knows no servers yet`);
         this.adopt(parsed);
         return;
@@ -182,7 +171,7 @@ export class ServerPool {
   }
 
   /** Takes a new server list, keeping the current server first when it is still a member. */
-  private adopt(answer: AgentServersAnswer): void {
+  private adopt(answer: AgentResponse<'agent.servers'>): void {
     const previous = this.list[0]?.id;
     const servers = answer.servers.filter((s) => s.rpcAddr !== '');
     // A random order spreads agents over the servers; the current server stays first while it is a member.
@@ -218,11 +207,16 @@ export class ServerPool {
   }
 
   /**
-   * An RPC to the current server, failing over to the next on connection errors. Errors a server
-   * answered (bad request, no leader) come back as RemoteRpcError without failover.
+   * An agent RPC to the current server, failing over to the next on connection errors. Errors a
+   * server answered (bad request, no leader) come back as RemoteRpcError without failover.
    */
-  async rpc<T>(method: string, body: unknown, timeoutMs = 10_000): Promise<T> {
-    const bytes = encoder.encode(JSON.stringify(body));
+  call<M extends AgentMethod>(method: M, request: AgentRequest<M>, timeoutMs = 10_000): Promise<AgentResponse<M>> {
+    return this.caller.call(method, request, timeoutMs);
+  }
+
+  private readonly caller: AgentRpcCaller = agentRpcCaller((method, body, timeoutMs) => this.callWithFailover(method, body, timeoutMs));
+
+  private async callWithFailover(method: string, bytes: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     if (this.list.length === 0) await this.refresh();
     let lastError: Error | null = null;
     for (let attempt = 0; attempt < Math.max(2, this.list.length + 1); attempt++) {
@@ -230,8 +224,8 @@ export class ServerPool {
       if (!server) break;
       try {
         this.options.countUpstream?.('rpc');
-        const answer = await this.transport.request(server.rpcAddr, method, bytes, { timeoutMs });
-        return JSON.parse(decoder.decode(answer.body)) as T;
+        const answer = await this.rpcClient.request(server.rpcAddr, method, bytes, { timeoutMs });
+        return answer.body;
       } catch (err) {
         const e = err as Error & { code?: string; remoteCode?: string };
         if (e.code === 'remote') throw new RemoteRpcError(e.remoteCode ?? 'remote', e.message);
@@ -277,9 +271,9 @@ export class ServerPool {
   }
 
   private httpOnce(server: AgentServerInfo, request: UpstreamRequest): Promise<UpstreamResponse> {
-    const { host: httpHost, port } = splitHostPort(server.httpAddr);
+    const { host: httpHost, port } = hostPortOf(server.httpAddr);
     // A server whose API listens on every interface is reached at the host of its RPC address.
-    const host = httpHost === '0.0.0.0' || httpHost === '::' || httpHost === '' ? splitHostPort(server.rpcAddr).host : httpHost;
+    const host = httpHost === '0.0.0.0' || httpHost === '::' || httpHost === '' ? hostPortOf(server.rpcAddr).host : httpHost;
     return new Promise((resolve, reject) => {
       let sent = false;
       const req = http.request(
@@ -333,12 +327,6 @@ export class UpstreamLostError extends Error {
     super(message);
     this.name = 'UpstreamLostError';
   }
-}
-
-export function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  const host = address.slice(0, i);
-  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(address.slice(i + 1)) };
 }
 
 function shuffle<T>(list: T[]): void {

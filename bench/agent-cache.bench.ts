@@ -22,8 +22,8 @@
 import http from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { agentDataDir, startAgentProcess, type AgentProcess } from '../test/agent-process.ts';
-import { removeDir, startServer, type ServerProcess } from '../test/server-process.ts';
+import { agentDataDir, startAgentProcess, type AgentProcess } from '../test/kit/agent-process.ts';
+import { removeDir, startServer, type ServerProcess } from '../test/kit/server-process.ts';
 import { gitDescribe, machineLine, percentile } from './lib/servers.ts';
 
 const { values } = parseArgs({

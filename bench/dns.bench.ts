@@ -13,8 +13,8 @@
 // The load generator runs in this Node process on the same machine as the server.
 import { createSocket } from 'node:dgram';
 import { parseArgs } from 'node:util';
-import { startServer } from '../test/server-process.ts';
-import { removeDir } from '../test/server-process.ts';
+import { startServer } from '../test/kit/server-process.ts';
+import { removeDir } from '../test/kit/server-process.ts';
 import { clientQuery } from '../dns/test-support.ts';
 import { QTYPE } from '../dns/wire.ts';
 import { gitDescribe, machineLine, percentile, procCpuMs, sleep } from './lib/servers.ts';

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Message } from '../raft/core/types.ts';
 import { decodeFrame, encodeMessages } from '../raft/transport/codec.ts';
-import { TcpTransport } from '../raft/transport/tcp-transport.ts';
+import { TcpTransport } from '../rpc/tcp-transport.ts';
 
 const identity = (b: Buffer): Buffer => b;
 const SERVICE = {

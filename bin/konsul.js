@@ -1,8 +1,7 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly through tsx (see docs/adr/0004-running-typescript.md).
+// `konsul`: the server, the agent and the snapshot agent. Runs dist/ or the sources (bin/entry.js).
 import process from 'node:process';
-import { register } from 'tsx/esm/api';
+import { loadEntry } from './entry.js';
 
-register();
-const { konsulProgram } = await import('../cli/konsul.ts');
+const { konsulProgram } = await loadEntry('konsul', 'cli/konsul.ts');
 await konsulProgram().parseAsync(process.argv);

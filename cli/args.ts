@@ -1,6 +1,7 @@
 // Parsers for command-line values. Each returns the normalized value or throws a UsageError with a
 // message naming the option; `commanderParser` adapts them to commander's option parsers.
 import { InvalidArgumentError } from 'commander';
+import { parseGoDurationMs } from '../lib/duration.ts';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -32,22 +33,23 @@ export function parsePositiveInt(text: string, what: string): number {
   return value;
 }
 
-const DURATION_UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** A Go-style duration as Consul's ?wait takes it ("5m", "30s", "1m30s", "250ms"); returns milliseconds. */
+/** A positive Go duration ("5m", "30s", "1m30s", "250ms"), as Consul's own flags take them; returns milliseconds. */
 export function parseDuration(text: string, what: string): number {
-  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy;
-  let totalMs = 0;
-  let consumed = 0;
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    totalMs += Number(m[1]) * DURATION_UNIT_MS[m[2]!]!;
-    consumed = re.lastIndex;
-  }
-  if (consumed === 0 || consumed !== text.length) {
-    throw new UsageError(`${what} must be a duration such as 30s, 5m or 1m30s, got "${text}"`);
-  }
-  if (totalMs <= 0) throw new UsageError(`${what} must be greater than zero, got "${text}"`);
-  return totalMs;
+  const ms = parseGoDurationMs(text);
+  if (ms === null) throw new UsageError(`${what} must be a duration such as 30s, 5m or 1m30s, got "${text}"`);
+  if (ms <= 0) throw new UsageError(`${what} must be greater than zero, got "${text}"`);
+  return ms;
+}
+
+/** Checks a duration with parseDuration but keeps its text, for a server that parses it itself. */
+export function durationText(text: string, what: string): string {
+  parseDuration(text, what);
+  return text;
+}
+
+/** Commander's collector for a repeatable option: every occurrence, in order. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
 }
 
 /** Adapts a parser to commander, which reports InvalidArgumentError as a usage error. */

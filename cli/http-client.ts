@@ -1,9 +1,14 @@
 // The HTTP client every konsulctl command uses: resolves the API address and ACL token (flag, then
-// KONSUL_*, then CONSUL_* environment variables), sends requests with Node's fetch, and turns every
+// KONSUL_*, then CONSUL_* environment variables), sends requests with node:http(s), and turns every
 // expected failure (unreachable server, non-2xx answer) into a CliError with a one-line message.
-import { STATUS_CODES } from 'node:http';
+//
+// node:http rather than fetch: fetch's first use costs about 250 ms of CPU in Node 20 (it loads
+// undici and compiles its WebAssembly HTTP parser), several times what the rest of a konsulctl
+// command costs (docs/adr/0023-build.md).
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import { UsageError } from './args.ts';
-import { parseJsonLossless } from './lossless-json.ts';
+import { parseJsonLossless } from '../lib/lossless-json.ts';
 
 export const DEFAULT_HTTP_ADDR = '127.0.0.1:8500';
 const DEFAULT_PORT = '8500';
@@ -127,11 +132,25 @@ export interface RequestOptions {
   readonly timeoutMs?: number;
 }
 
+/** An answer's headers, looked up by name in any case (as fetch's Headers.get). */
+export class ResponseHeaders {
+  readonly #headers: IncomingHttpHeaders;
+  constructor(headers: IncomingHttpHeaders) {
+    this.#headers = headers;
+  }
+
+  get(name: string): string | null {
+    const value = this.#headers[name.toLowerCase()];
+    if (value === undefined) return null;
+    return Array.isArray(value) ? value.join(', ') : value;
+  }
+}
+
 export class KonsulResponse {
   readonly status: number;
-  readonly headers: Headers;
+  readonly headers: ResponseHeaders;
   readonly body: Buffer;
-  constructor(status: number, headers: Headers, body: Buffer) {
+  constructor(status: number, headers: ResponseHeaders, body: Buffer) {
     this.status = status;
     this.headers = headers;
     this.body = body;
@@ -145,7 +164,7 @@ export class KonsulResponse {
     return this.body.toString('utf8');
   }
 
-  /** The body as JSON; integers beyond 2^53 stay exact as digit strings (see lossless-json.ts). */
+  /** The body as JSON; integers beyond 2^53 stay exact as digit strings (see lib/lossless-json.ts). */
   json(): unknown {
     try {
       return parseJsonLossless(this.text());
@@ -202,7 +221,7 @@ export class KonsulClient {
 
   /** `path` starts with /v1 and is already encoded; see encodePathSegments. */
   async request(method: string, path: string, options: RequestOptions = {}): Promise<KonsulResponse> {
-    return this.send(method, path, options, async (response) => Buffer.from(await response.arrayBuffer()), (response, body) => new KonsulResponse(response.status, response.headers, body));
+    return this.send(method, path, options, readAll, (answer, body) => new KonsulResponse(answer.statusCode ?? 0, new ResponseHeaders(answer.headers), body));
   }
 
   /**
@@ -210,37 +229,67 @@ export class KonsulClient {
    * read (snapshots of large stores). A non-2xx answer is read and thrown as for request().
    */
   async stream(method: string, path: string, options: StreamRequestOptions = {}): Promise<KonsulStreamResponse> {
-    return this.send(method, path, options, async (response) => response.body ?? emptyBody(), (response, body) => ({ status: response.status, headers: response.headers, body: body as AsyncIterable<Uint8Array> }));
+    return this.send(method, path, options, async (answer) => answer, (answer, body) => ({ status: answer.statusCode ?? 0, headers: new ResponseHeaders(answer.headers), body }));
   }
 
-  private async send<B, R>(method: string, path: string, options: StreamRequestOptions, readBody: (response: Response) => Promise<B>, result: (response: Response, body: B) => R): Promise<R> {
+  private async send<B, R>(method: string, path: string, options: StreamRequestOptions, readBody: (answer: IncomingMessage) => Promise<B>, result: (answer: IncomingMessage, body: B) => R): Promise<R> {
     const headers: Record<string, string> = {};
     if (this.#token !== undefined) headers['X-Consul-Token'] = this.#token;
     if (options.contentType !== undefined) headers['Content-Type'] = options.contentType;
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-    const url = `${this.address}${path}${queryString(options.query ?? {})}`;
+    const url = new URL(`${this.address}${path}${queryString(options.query ?? {})}`);
 
-    let response: Response;
+    let answer: IncomingMessage;
     let body: B;
     try {
-      const streamed = options.body !== undefined && typeof options.body !== 'string' && !(options.body instanceof Uint8Array);
-      // A streamed request body needs half duplex (the answer is read after the body is sent).
-      response = await fetch(url, { method, headers, body: options.body as RequestInit['body'], signal, ...(streamed ? { duplex: 'half' } : {}) } as RequestInit);
-      if (!response.ok && !(options.acceptStatuses ?? []).includes(response.status)) {
-        const text = Buffer.from(await response.arrayBuffer()).toString('utf8');
-        throw new HttpStatusError(response.status, response.statusText || STATUS_CODES[response.status] || 'Unknown Status', text);
+      answer = await exchange(url, method, headers, options.body, signal);
+      const status = answer.statusCode ?? 0;
+      if ((status < 200 || status > 299) && !(options.acceptStatuses ?? []).includes(status)) {
+        const text = (await readAll(answer)).toString('utf8');
+        throw new HttpStatusError(status, answer.statusMessage || http.STATUS_CODES[status] || 'Unknown Status', text);
       }
-      body = await readBody(response);
+      body = await readBody(answer);
     } catch (err) {
       if (err instanceof HttpStatusError) throw err;
       if (options.signal?.aborted) throw options.signal.reason;
       if (timeout.aborted) throw new UnreachableError(this.address, `timed out after ${formatSeconds(timeoutMs)}`);
       throw new UnreachableError(this.address, describeNetworkFailure(err));
     }
-    return result(response, body);
+    return result(answer, body);
   }
+}
+
+/** Idle connections are kept for the next request of a command (watch, lock) and never keep the process alive. */
+const HTTP_AGENT = new http.Agent({ keepAlive: true });
+const HTTPS_AGENT = new https.Agent({ keepAlive: true });
+
+/** Sends the request (a streamed body as it is read) and resolves with the answer once its headers arrived. */
+function exchange(url: URL, method: string, headers: Record<string, string>, body: StreamRequestOptions['body'], signal: AbortSignal): Promise<IncomingMessage> {
+  const secure = url.protocol === 'https:';
+  const fixed = typeof body === 'string' ? Buffer.from(body, 'utf8') : body instanceof Uint8Array ? body : undefined;
+  if (fixed !== undefined) headers['Content-Length'] = String(fixed.byteLength);
+  return new Promise((resolve, reject) => {
+    const request = (secure ? https : http).request(url, { method, headers, signal, agent: secure ? HTTPS_AGENT : HTTP_AGENT }, resolve);
+    request.on('error', reject);
+    if (body === undefined || fixed !== undefined) {
+      request.end(fixed);
+      return;
+    }
+    void (async () => {
+      for await (const chunk of body) {
+        if (!request.write(chunk)) await new Promise<void>((drained) => request.once('drain', drained));
+      }
+      request.end();
+    })().catch((err: unknown) => request.destroy(err as Error));
+  });
+}
+
+async function readAll(answer: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of answer) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 export interface StreamRequestOptions extends Omit<RequestOptions, 'body'> {
@@ -249,13 +298,9 @@ export interface StreamRequestOptions extends Omit<RequestOptions, 'body'> {
 
 export interface KonsulStreamResponse {
   readonly status: number;
-  readonly headers: Headers;
+  readonly headers: ResponseHeaders;
   /** Read it to the end (or abort the request's signal). */
   readonly body: AsyncIterable<Uint8Array>;
-}
-
-async function* emptyBody(): AsyncGenerator<Uint8Array> {
-  // No body: nothing to yield.
 }
 
 function formatSeconds(ms: number): string {
@@ -282,7 +327,7 @@ const NETWORK_ERROR_TEXTS: Record<string, string> = {
   CERT_HAS_EXPIRED: 'the server\'s TLS certificate has expired',
 };
 
-/** fetch rejects with "fetch failed"; the useful part is the cause's code (or the first of several). */
+/** A network error's code (fetch's "fetch failed" keeps it in its cause, or in the first of several) as words. */
 export function describeNetworkFailure(err: unknown): string {
   const cause = (err as { cause?: unknown } | null)?.cause ?? err;
   const code = errorCode(cause) ?? errorCode((cause as { errors?: unknown[] } | null)?.errors?.[0]);

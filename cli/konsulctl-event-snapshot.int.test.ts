@@ -1,46 +1,26 @@
 // `konsulctl event` and `konsulctl snapshot` end to end: the real CLI as child processes against a
-// real Konsul dev server; output formats, files and exit statuses.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+// real Konsul server; output formats, files and exit statuses.
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/server-process.ts';
+import { konsulctl as runKonsulctl, type CliResult } from '../test/kit/cli.ts';
+import { startInProcessServer, type InProcessServer } from '../test/kit/in-process-server.ts';
+import { removeDir, tempDataDir } from '../test/kit/server-process.ts';
 
-const konsulctlBin = fileURLToPath(new URL('../bin/konsulctl.js', import.meta.url));
-let server: ServerProcess;
+// The server runs in this process (test/kit/in-process-server.ts); konsulctl is the real program.
+let server: InProcessServer;
 const workDir = tempDataDir('konsulctl-snapshot-');
 
 t.before(async () => {
-  server = await startServer({ node: 'cli-event-snapshot' });
+  server = await startInProcessServer({ config: { nodeName: 'cli-event-snapshot' }, listen: true });
 });
 t.teardown(async () => {
   await server.stop();
-  removeDir(server.dataDir);
   removeDir(workDir);
 });
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-async function konsulctl(args: string[], input = ''): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, KONSUL_HTTP_ADDR: server.url };
-  // tap's loader in NODE_OPTIONS would slow every start of the CLI for nothing.
-  delete env.NODE_OPTIONS;
-  delete env.KONSUL_HTTP_TOKEN;
-  delete env.CONSUL_HTTP_TOKEN;
-  const child = spawn(process.execPath, [konsulctlBin, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdin.end(input);
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+function konsulctl(args: string[], input = ''): Promise<CliResult> {
+  return runKonsulctl(server.url, args, { input });
 }
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/;

@@ -1,18 +1,12 @@
 // konsulctl end to end: the real CLI (node bin/konsulctl.js) as child processes against a real
 // Konsul dev server, checking the documented output formats, exit statuses and error lines.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { KONSULCTL_BIN, runCli, spawnCli, type CliRun } from '../test/kit/cli.ts';
+import { startInProcessServer } from '../test/kit/in-process-server.ts';
 
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-const konsulBin = join(repoRoot, 'bin', 'konsul.js');
-const konsulctlBin = join(repoRoot, 'bin', 'konsulctl.js');
 const UINT64_MAX = '18446744073709551615';
 
 interface CliResult {
@@ -21,77 +15,23 @@ interface CliResult {
   stderr: string;
 }
 
-/**
- * The environment without any address or token a developer may have exported, and without tap's
- * NODE_OPTIONS (its process-tracking loader would slow every CLI start-up for nothing).
- */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of ['KONSUL_HTTP_ADDR', 'CONSUL_HTTP_ADDR', 'KONSUL_HTTP_TOKEN', 'CONSUL_HTTP_TOKEN', 'NODE_OPTIONS']) delete env[name];
-  return { ...env, ...extra };
+/** konsulctl with `env` over a clean environment (test/kit/cli.ts); stdout as bytes. */
+async function konsulctlWith(env: NodeJS.ProcessEnv, args: string[], input?: string | Buffer): Promise<CliResult> {
+  const r = await runCli(KONSULCTL_BIN, args, { env, ...(input !== undefined ? { input } : {}) });
+  return { code: r.code, stdout: r.stdoutBytes, stderr: r.stderr };
 }
 
-function spawnCli(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  return spawn(process.execPath, [konsulctlBin, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+/** A konsulctl that runs on (watch): its output so far, and its end. */
+function startKonsulctl(args: string[]): CliRun & { result: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+  const run = spawnCli(KONSULCTL_BIN, args, { env: { KONSUL_HTTP_ADDR: address } });
+  return { ...run, result: run.exited.then((code) => ({ code, stdout: run.stdout(), stderr: run.stderr() })) };
 }
 
-async function collect(child: ChildProcess, input?: string | Buffer): Promise<CliResult> {
-  const stdout: Buffer[] = [];
-  const stderr: Buffer[] = [];
-  child.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk));
-  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk));
-  child.stdin!.end(input ?? '');
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString('utf8') };
-}
-
-/** Starts a Konsul dev server in a temp dir; returns its base URL. Stopped and removed at teardown. */
-async function startKonsul(): Promise<string> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'konsulctl-int-'));
-  const server = spawn(process.execPath, [konsulBin, 'server', '--dev', '--data-dir', dataDir, '--http-addr', '127.0.0.1:0', '--node', 'test', '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderrText = '';
-  server.stderr!.on('data', (chunk: Buffer) => (stderrText += chunk.toString()));
-  t.teardown(async () => {
-    if (server.exitCode === null && server.signalCode === null && server.pid !== undefined) {
-      const exited = once(server, 'exit');
-      process.kill(server.pid, 'SIGKILL');
-      await exited;
-    }
-    await rm(dataDir, { recursive: true, force: true });
-  });
-
-  const address = await new Promise<string>((resolve, reject) => {
-    let stdoutText = '';
-    const timer = setTimeout(() => reject(new Error(`Konsul did not start within 30s; stderr: ${stderrText}`)), 30_000);
-    server.stdout!.on('data', (chunk: Buffer) => {
-      stdoutText += chunk.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:(\d+)),/.exec(stdoutText);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    server.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`Konsul exited with ${code} before listening; stderr: ${stderrText}`));
-    });
-  });
-
-  // Listening comes before the dev server has elected itself: wait until a leader is known.
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const body = await fetch(`${address}/v1/status/leader`).then((r) => r.text(), () => '');
-    if (body !== '' && body !== '""') return address;
-    if (Date.now() > deadline) throw new Error('Konsul has no leader after 30s');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-const address = await startKonsul();
-const env = cleanEnv({ KONSUL_HTTP_ADDR: address });
-// Each CLI run spends most of its time starting tsx; the tests use distinct keys and can overlap.
+// The server runs in this process (test/kit/in-process-server.ts); konsulctl is the real program.
+const server = await startInProcessServer({ config: { nodeName: 'test' }, listen: true });
+t.teardown(() => server.stop());
+const address = server.url;
+// Each CLI run spends most of its time starting up; the tests use distinct keys and can overlap.
 t.jobs = 3;
 
 /** Writes a key straight through the HTTP API, for data a test needs but does not test writing. */
@@ -101,7 +41,7 @@ async function seed(key: string, value: string): Promise<void> {
 }
 
 function konsulctl(args: string[], input?: string | Buffer): Promise<CliResult> {
-  return collect(spawnCli(args, env), input);
+  return konsulctlWith({ KONSUL_HTTP_ADDR: address }, args, input);
 }
 
 /** The value of one `Label  value` line of `--detailed` or `status` output. */
@@ -276,15 +216,15 @@ t.test('a 4xx answer is reported as one line with the status and the server\'s t
 
 t.test('watch --count 2 prints the current value, then the value a concurrent put writes', async (t) => {
   await seed('watch/key', 'before');
-  const watcher = spawnCli(['kv', 'watch', 'watch/key', '--count', '2', '--wait', '10s'], env);
+  const watcher = startKonsulctl(['kv', 'watch', 'watch/key', '--count', '2', '--wait', '10s']);
   let seen = '';
   const firstValue = new Promise<void>((resolve) => {
-    watcher.stdout!.on('data', (chunk: Buffer) => {
+    watcher.child.stdout!.on('data', (chunk: Buffer) => {
       seen += chunk.toString();
       if (seen.includes('\n')) resolve();
     });
   });
-  const result = collect(watcher);
+  const result = watcher.result;
   await firstValue;
   t.equal(seen, 'before\n', 'the current value first');
   // Writes to other keys wake nothing visible.
@@ -297,15 +237,15 @@ t.test('watch --count 2 prints the current value, then the value a concurrent pu
 
 t.test('watch --prefix prints the listing each time a key under it changes', async (t) => {
   await seed('wprefix/a', '1');
-  const watcher = spawnCli(['kv', 'watch', '--prefix', 'wprefix/', '--count', '2'], env);
+  const watcher = startKonsulctl(['kv', 'watch', '--prefix', 'wprefix/', '--count', '2']);
   let seen = '';
   const firstListing = new Promise<void>((resolve) => {
-    watcher.stdout!.on('data', (chunk: Buffer) => {
+    watcher.child.stdout!.on('data', (chunk: Buffer) => {
       seen += chunk.toString();
       if (seen.endsWith('\n\n')) resolve();
     });
   });
-  const result = collect(watcher);
+  const result = watcher.result;
   await firstListing;
   await konsulctl(['kv', 'put', 'wprefix/b', '2']);
   const { code, stdout, stderr } = await result;
@@ -315,11 +255,11 @@ t.test('watch --prefix prints the listing each time a key under it changes', asy
 
 t.test('watch stops cleanly on SIGINT', async (t) => {
   await seed('watch/sigint', 'v');
-  const watcher = spawnCli(['kv', 'watch', 'watch/sigint'], env);
-  const printed = once(watcher.stdout!, 'data');
-  const result = collect(watcher);
+  const watcher = startKonsulctl(['kv', 'watch', 'watch/sigint']);
+  const printed = once(watcher.child.stdout!, 'data');
+  const result = watcher.result;
   await printed;
-  watcher.kill('SIGINT');
+  watcher.child.kill('SIGINT');
   const { code, stdout } = await result;
   t.equal(code, 0);
   t.equal(stdout.toString(), 'v\n');
@@ -341,13 +281,13 @@ t.test('status prints node, datacenter, leader, peers and Raft stats', async (t)
 
 t.test('a server that is down: one line naming the address, exit 1', async (t) => {
   const port = await closedPort();
-  const flag = await collect(spawnCli(['--http-addr', `127.0.0.1:${port}`, 'kv', 'get', 'x'], cleanEnv()));
+  const flag = await konsulctlWith({}, ['--http-addr', `127.0.0.1:${port}`, 'kv', 'get', 'x']);
   t.equal(flag.code, 1);
   t.equal(flag.stderr, `konsulctl: cannot reach Konsul at http://127.0.0.1:${port}: connection refused\n`);
-  const fromEnv = await collect(spawnCli(['status'], cleanEnv({ CONSUL_HTTP_ADDR: `http://127.0.0.1:${port}` })));
+  const fromEnv = await konsulctlWith({ CONSUL_HTTP_ADDR: `http://127.0.0.1:${port}` }, ['status']);
   t.equal(fromEnv.code, 1);
   t.equal(fromEnv.stderr, `konsulctl: cannot reach Konsul at http://127.0.0.1:${port}: connection refused\n`);
-  const watch = await collect(spawnCli(['--http-addr', `127.0.0.1:${port}`, 'kv', 'watch', 'x'], cleanEnv()));
+  const watch = await konsulctlWith({}, ['--http-addr', `127.0.0.1:${port}`, 'kv', 'watch', 'x']);
   t.equal(watch.code, 1, 'watch fails fast when the first request cannot be sent');
 });
 
@@ -365,19 +305,19 @@ t.test('the address and token come from flags, then KONSUL_*, then CONSUL_* vari
   t.teardown(() => fake.close());
   const fakeAddr = `127.0.0.1:${(fake.address() as AddressInfo).port}`;
 
-  const flag = await collect(spawnCli(['kv', 'list', 'p/', '--token', 'from-flag', '--http-addr', fakeAddr], cleanEnv({ KONSUL_HTTP_TOKEN: 'from-env' })));
+  const flag = await konsulctlWith({ KONSUL_HTTP_TOKEN: 'from-env' }, ['kv', 'list', 'p/', '--token', 'from-flag', '--http-addr', fakeAddr]);
   t.equal(flag.stdout.toString(), 'k\n');
   t.equal(requests.at(-1)?.headers['x-consul-token'], 'from-flag');
   t.equal(requests.at(-1)?.url, '/v1/kv/p/?keys');
 
-  await collect(spawnCli(['kv', 'list'], cleanEnv({ KONSUL_HTTP_ADDR: fakeAddr, CONSUL_HTTP_ADDR: '127.0.0.1:1', KONSUL_HTTP_TOKEN: 'konsul', CONSUL_HTTP_TOKEN: 'consul' })));
+  await konsulctlWith({ KONSUL_HTTP_ADDR: fakeAddr, CONSUL_HTTP_ADDR: '127.0.0.1:1', KONSUL_HTTP_TOKEN: 'konsul', CONSUL_HTTP_TOKEN: 'consul' }, ['kv', 'list']);
   t.equal(requests.at(-1)?.headers['x-consul-token'], 'konsul');
 
-  await collect(spawnCli(['kv', 'list'], cleanEnv({ CONSUL_HTTP_ADDR: `http://${fakeAddr}`, CONSUL_HTTP_TOKEN: 'consul' })));
+  await konsulctlWith({ CONSUL_HTTP_ADDR: `http://${fakeAddr}`, CONSUL_HTTP_TOKEN: 'consul' }, ['kv', 'list']);
   t.equal(requests.at(-1)?.headers['x-consul-token'], 'consul');
 
   const count = requests.length;
-  await collect(spawnCli(['kv', 'list', '--http-addr', fakeAddr], cleanEnv()));
+  await konsulctlWith({}, ['kv', 'list', '--http-addr', fakeAddr]);
   t.equal(requests.length, count + 1);
   t.notOk('x-consul-token' in requests.at(-1)!.headers, 'no token, no header');
 });
@@ -397,11 +337,11 @@ t.test('watch sends ?index=<X-Consul-Index>&wait=..., capping the wait below fet
   t.teardown(() => fake.close());
   const fakeAddr = `127.0.0.1:${(fake.address() as AddressInfo).port}`;
 
-  const defaultWait = await collect(spawnCli(['kv', 'watch', 'k', '--count', '2', '--http-addr', fakeAddr], cleanEnv()));
+  const defaultWait = await konsulctlWith({}, ['kv', 'watch', 'k', '--count', '2', '--http-addr', fakeAddr]);
   t.equal(defaultWait.stdout.toString(), 'v5\nv6\n');
   t.same(urls, ['/v1/kv/k', '/v1/kv/k?index=5&wait=4m30s'], 'the default 5m is sent as 4m30s');
   urls.length = 0;
-  await collect(spawnCli(['kv', 'watch', 'k', '--count', '2', '--wait', '20s', '--http-addr', fakeAddr], cleanEnv()));
+  await konsulctlWith({}, ['kv', 'watch', 'k', '--count', '2', '--wait', '20s', '--http-addr', fakeAddr]);
   t.same(urls, ['/v1/kv/k', '/v1/kv/k?index=5&wait=20s']);
 });
 

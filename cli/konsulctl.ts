@@ -1,6 +1,6 @@
 // `konsulctl`: the operator's command line, a client of Konsul's HTTP API (/v1, Consul's wire format).
 import { Command } from 'commander';
-import { KONSUL_VERSION } from '../server/version.ts';
+import { KONSUL_VERSION } from '../lib/version.ts';
 import { EXIT_USAGE } from './command-support.ts';
 import { DEFAULT_HTTP_ADDR } from './http-client.ts';
 import { registerKvCommands } from './commands/kv.ts';

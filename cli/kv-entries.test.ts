@@ -1,6 +1,6 @@
 // KV entries from Consul's JSON and the `kv get` output formats.
 import t from 'tap';
-import { parseJsonLossless } from './lossless-json.ts';
+import { parseJsonLossless } from '../lib/lossless-json.ts';
 import { decodeBase64Strict, formatDetailed, formatDetailedBlocks, formatKeyValueLines, formatValue, parseKvEntries } from './kv-entries.ts';
 
 const body = '[{"LockIndex":0,"Key":"app/cfg","Flags":18446744073709551615,"Value":"aGVsbG8=","CreateIndex":5,"ModifyIndex":9},'

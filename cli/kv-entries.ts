@@ -1,6 +1,6 @@
 // Consul KV entries as GET /v1/kv returns them, and the output formats of `konsulctl kv get`
 // (raw value, `key:value` lines, and the `--detailed` block of `consul kv get -detailed`).
-import { uint64Field } from './lossless-json.ts';
+import { uint64Field } from '../lib/lossless-json.ts';
 
 const NEWLINE = Buffer.from('\n');
 

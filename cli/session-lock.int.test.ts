@@ -7,25 +7,22 @@
 // frozen by the test ends its interval at that moment: from then on it cannot act. Mutual exclusion
 // holds if the intervals never overlap.
 import t, { type Test } from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/server-process.ts';
+import { KONSULCTL_BIN, konsulctl as runKonsulctl, spawnCli, type CliResult, type CliRun } from '../test/kit/cli.ts';
+import { startInProcessServer, type InProcessServer } from '../test/kit/in-process-server.ts';
+import { removeDir, tempDataDir } from '../test/kit/server-process.ts';
+import { waitFor } from '../test/kit/wait.ts';
 
-const konsulctlBin = fileURLToPath(new URL('../bin/konsulctl.js', import.meta.url));
 const TTL = '1s';
 const LOCK_DELAY = '1s';
 
-let server: ServerProcess;
+let server: InProcessServer;
 let workDir: string;
 let childScript: string;
 
 t.before(async () => {
   workDir = tempDataDir('konsul-lock-test-');
-  const config = join(workDir, 'konsul.json');
-  writeFileSync(config, JSON.stringify({ session_ttl_min_ms: 1000 }));
   // The locked command: records start, then end after <holdMs> (or term on SIGTERM).
   childScript = join(workDir, 'child.mjs');
   writeFileSync(
@@ -39,47 +36,30 @@ t.before(async () => {
       "setTimeout(() => { record('end'); process.exit(Number(process.env.CHILD_EXIT ?? 0)); }, Number(holdMs));",
     ].join('\n'),
   );
-  server = await startServer({ node: 'lock-int', extraArgs: ['--config', config] });
+  // The server runs in this process (test/kit/in-process-server.ts); konsulctl is the real program.
+  server = await startInProcessServer({ config: { nodeName: 'lock-int', sessionTtlMinMs: 1000 }, listen: true });
 });
 
 t.teardown(async () => {
   await server.stop();
-  removeDir(server.dataDir);
   removeDir(workDir);
 });
 
-/** The environment without tap's NODE_OPTIONS (its loader slows every start) or a developer's address. */
-function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const e = { ...process.env };
-  for (const name of ['KONSUL_HTTP_ADDR', 'CONSUL_HTTP_ADDR', 'KONSUL_HTTP_TOKEN', 'CONSUL_HTTP_TOKEN', 'NODE_OPTIONS']) delete e[name];
-  return { ...e, KONSUL_HTTP_ADDR: server.url, ...extra };
-}
-
 interface Run {
-  readonly child: ChildProcess;
+  readonly child: CliRun['child'];
   readonly exited: Promise<number | null>;
+  /** stderr, then stdout. */
   stderr(): string;
 }
 
 function konsulctl(args: string[], extraEnv: Record<string, string> = {}): Run {
   // detached: a process group of its own, so that a signal to -pid reaches the locked command too.
-  const child = spawn(process.execPath, [konsulctlBin, ...args], { env: env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let stderr = '';
-  let stdout = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  return { child, exited, stderr: () => stderr + stdout };
+  const run = spawnCli(KONSULCTL_BIN, args, { env: { KONSUL_HTTP_ADDR: server.url, ...extraEnv }, detached: true });
+  return { child: run.child, exited: run.exited, stderr: () => run.stderr() + run.stdout() };
 }
 
-async function output(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [konsulctlBin, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+function output(args: string[]): Promise<CliResult> {
+  return runKonsulctl(server.url, args);
 }
 
 /** `konsulctl lock` with short TTL, lock-delay and retry, running the recording command. */
@@ -143,12 +123,8 @@ function assertNoOverlap(t: Test, list: Interval[]): void {
   }
 }
 
-async function waitFor(what: string, condition: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+async function sessionCount(): Promise<number> {
+  return ((await (await fetch(`${server.url}/v1/session/list`)).json()) as unknown[]).length;
 }
 
 async function kvEntry(key: string): Promise<{ LockIndex: number; Session?: string } | undefined> {
@@ -224,9 +200,11 @@ t.test('lock: several contenders, several rounds each: the holds never overlap',
 t.test('lock: the holder is kill -9ed; its session expires, lock-delay passes, a contender takes over', async (t) => {
   const log = join(workDir, 'kill.log');
   const holder = lock('killed', log, 'holder', 60_000);
-  await waitFor('the holder to start', () => intervals(log).length === 1);
+  await waitFor(() => intervals(log).length === 1, { what: 'the holder to start' });
+  const sessionsBefore = await sessionCount();
   const others = [lock('killed', log, 'b', 200), lock('killed', log, 'c', 200)];
-  await new Promise((r) => setTimeout(r, 300));
+  // The contenders are in the race once each has its session.
+  await waitFor(async () => (await sessionCount()) >= sessionsBefore + 2, { what: 'both contenders to create their sessions' });
   const killedAt = Date.now();
   process.kill(-holder.child.pid!, 'SIGKILL');
   await holder.exited;
@@ -242,9 +220,10 @@ t.test('lock: the holder is kill -9ed; its session expires, lock-delay passes, a
 t.test('lock: a frozen holder loses the lock when its session expires, and stops its command when it wakes', async (t) => {
   const log = join(workDir, 'frozen.log');
   const holder = lock('frozen', log, 'holder', 60_000);
-  await waitFor('the holder to start', () => intervals(log).length === 1);
+  await waitFor(() => intervals(log).length === 1, { what: 'the holder to start' });
+  const sessionsBefore = await sessionCount();
   const contender = lock('frozen', log, 'next', 200);
-  await new Promise((r) => setTimeout(r, 300));
+  await waitFor(async () => (await sessionCount()) >= sessionsBefore + 1, { what: 'the contender to create its session' });
   // Freeze konsulctl and its command: no more renewals; the session expires after TTL..2 x TTL.
   const frozenAt = Date.now();
   process.kill(-holder.child.pid!, 'SIGSTOP');
@@ -266,7 +245,7 @@ t.test('lock: a frozen holder loses the lock when its session expires, and stops
 t.test('lock: losing the lock (session destroyed) stops the command at once', async (t) => {
   const log = join(workDir, 'destroyed.log');
   const holder = lock('destroyed', log, 'holder', 60_000);
-  await waitFor('the holder to start', () => intervals(log).length === 1);
+  await waitFor(() => intervals(log).length === 1, { what: 'the holder to start' });
   const [i] = intervals(log);
   const destroyedAt = Date.now();
   await fetch(`${server.url}/v1/session/destroy/${i!.session}`, { method: 'PUT' });
@@ -279,7 +258,7 @@ t.test('lock: losing the lock (session destroyed) stops the command at once', as
 t.test('lock: --timeout gives up while another holds the lock; signals reach the command', async (t) => {
   const log = join(workDir, 'timeout.log');
   const holder = lock('timeout', log, 'holder', 60_000);
-  await waitFor('the holder to start', () => intervals(log).length === 1);
+  await waitFor(() => intervals(log).length === 1, { what: 'the holder to start' });
   const started = Date.now();
   const impatient = lock('timeout', log, 'impatient', 100, ['--timeout', '500ms']);
   t.equal(await impatient.exited, 1);

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { startCluster, waitFor } from '../test/cluster/harness.ts';
-import { startSnapshotAgent } from '../test/snapshot-agent-process.ts';
+import { startSnapshotAgent } from '../test/kit/snapshot-agent-process.ts';
 import { parseSnapshotFileName, verifyArchiveFile } from './snapshot-files.ts';
 
 t.test('snapshots survive a leader change of the server cluster', async (t) => {

@@ -6,6 +6,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { InvalidArgumentError, type Command } from 'commander';
+import { joinHostPort } from '../lib/host-port.ts';
 import { parseDuration, UsageError } from './args.ts';
 import { parseHttpAddress, resolveHttpAddress, resolveToken } from './http-client.ts';
 import { SnapshotAgent, type LogLevel, type SnapshotAgentConfig } from './snapshot-agent.ts';
@@ -291,7 +292,7 @@ async function runSnapshotAgent(settings: SnapshotAgentSettings): Promise<void> 
       process.exit(1);
     }
     const { host, port } = metricsServer.address;
-    process.stdout.write(`konsul: snapshot agent metrics listening on http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics\n`);
+    process.stdout.write(`konsul: snapshot agent metrics listening on http://${joinHostPort(host, port)}/metrics\n`);
   }
   const agent = new SnapshotAgent(settings, { metrics, log });
   let signals = 0;

@@ -5,8 +5,8 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { sleep, waitFor } from '../test/cluster/harness.ts';
-import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/server-process.ts';
-import { startSnapshotAgent, type SnapshotAgentProcess } from '../test/snapshot-agent-process.ts';
+import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/kit/server-process.ts';
+import { startSnapshotAgent, type SnapshotAgentProcess } from '../test/kit/snapshot-agent-process.ts';
 import { parseSnapshotFileName } from './snapshot-files.ts';
 
 let server: ServerProcess;

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dns2 from 'dns2';
 import t from 'tap';
-import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/server-process.ts';
+import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/kit/server-process.ts';
 import { dig } from './test-support.ts';
 
 interface Dns2Request {

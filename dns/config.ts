@@ -1,7 +1,10 @@
 // DNS settings: Consul's names and defaults (the `domain` and `recursors` keys and the `dns_config`
 // object of an agent configuration file), validated the same way for `konsul server` and
 // `konsul agent`. docs/adr/0012-dns-interface.md records the mapping onto Konsul's config file.
-import { parseGoDuration } from '../fsm/state/go-duration.ts';
+import { parseGoDuration } from '../lib/duration.ts';
+import { joinHostPort, parseAddress, parsePort, splitHostPort } from '../lib/host-port.ts';
+import { bool as boolKind, ConfigError, hostPortOrOff, intAtLeast, jsonValue, listOf, parseHostPortOrOff, stringList, text as textKind, type HostPort, type ValueKind } from '../lib/config-values.ts';
+import { setting, type ConfigOf } from '../plugins/settings.ts';
 
 export interface DnsSoaSettings {
   /** Seconds; Consul's defaults. */
@@ -62,48 +65,35 @@ export const DNS_DEFAULTS: DnsSettings = {
 /** Consul's hard cap on answers in a plain 512-byte UDP reply (maxUDPAnswerLimit). */
 export const MAX_UDP_ANSWER_LIMIT = 8;
 
-export class DnsConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DnsConfigError';
-  }
-}
 
 /** "consul", "consul.", "Consul." → "consul"; rejects what cannot be a DNS name. */
 export function normaliseDomain(text: string, what = 'domain'): string {
   const domain = text.trim().toLowerCase().replace(/\.$/, '');
   const labels = domain.split('.');
   if (domain === '' || labels.some((l) => l === '' || l.length > 63) || domain.length > 253 || !/^[a-z0-9_.-]+$/.test(domain)) {
-    throw new DnsConfigError(`${what}: "${text}" is not a valid domain name`);
+    throw new ConfigError(`${what}: "${text}" is not a valid domain name`);
   }
   return domain;
 }
 
-/** A recursor address: "1.2.3.4", "1.2.3.4:53", "[::1]:5353", "::1". Port 53 when omitted. */
+/**
+ * A recursor address: "1.2.3.4", "1.2.3.4:53", "[::1]:5353", "::1". As Consul's recursorAddr: what
+ * net.SplitHostPort refuses (no port, or a bare IPv6 address) gets port 53.
+ */
 export function normaliseRecursor(text: string): string {
   const t = text.trim();
-  let host: string;
-  let port = 53;
-  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(t);
-  const hostPort = /^([^:]+):(\d{1,5})$/.exec(t);
-  if (bracketed) {
-    host = bracketed[1]!;
-    if (bracketed[2] !== undefined) port = Number(bracketed[2]);
-  } else if (hostPort) {
-    host = hostPort[1]!;
-    port = Number(hostPort[2]);
-  } else {
-    host = t;
-  }
-  if (host === '' || port < 1 || port > 65535 || /\s/.test(host)) throw new DnsConfigError(`recursors: "${text}" is not HOST[:PORT]`);
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  const split = splitHostPort(t);
+  const host = split.ok ? split.host : t.startsWith('[') && t.endsWith(']') ? t.slice(1, -1) : t;
+  const port = split.ok ? parsePort(split.port) : 53;
+  if (host === '' || port === null || port < 1 || /[\s[\]]/.test(host)) throw new ConfigError(`recursors: "${text}" is not HOST[:PORT]`);
+  return joinHostPort(host, port);
 }
 
 /** Parses a recursor "host:port" (as normalised) into its parts. */
-export function splitRecursor(address: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
-  if (!m) throw new DnsConfigError(`recursor "${address}" is not HOST:PORT`);
-  return { host: m[1] ?? m[2]!, port: Number(m[3]) };
+export function splitRecursor(address: string): HostPort {
+  const parsed = parseAddress(address);
+  if (parsed === null) throw new ConfigError(`recursor "${address}" is not HOST:PORT`);
+  return parsed;
 }
 
 /** The TTL of a service's answers: an exact entry wins, then the longest matching `prefix*`. */
@@ -131,7 +121,7 @@ function seconds(v: unknown, key: string): number {
     const parsed = parseGoDuration(v);
     if (parsed.ok && parsed.ns >= 0) return Math.floor(parsed.ns / 1e9);
   }
-  throw new DnsConfigError(`${key} must be a duration such as "10s" or a number of seconds`);
+  throw new ConfigError(`${key} must be a duration such as "10s" or a number of seconds`);
 }
 
 function milliseconds(v: unknown, key: string): number {
@@ -140,27 +130,19 @@ function milliseconds(v: unknown, key: string): number {
     const parsed = parseGoDuration(v);
     if (parsed.ok && parsed.ns > 0) return Math.max(1, Math.floor(parsed.ns / 1e6));
   }
-  throw new DnsConfigError(`${key} must be a positive duration such as "2s"`);
+  throw new ConfigError(`${key} must be a positive duration such as "2s"`);
 }
 
-function bool(v: unknown, key: string): boolean {
-  if (typeof v !== 'boolean') throw new DnsConfigError(`${key} must be true or false`);
-  return v;
-}
-
-function count(v: unknown, key: string, min: number): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new DnsConfigError(`${key} must be an integer of at least ${min}`);
-  return v;
-}
+const bool = (v: unknown, key: string): boolean => boolKind.fromJson(v, key);
+const count = (v: unknown, key: string, min: number): number => intAtLeast(min).fromJson(v, key);
 
 function object(v: unknown, key: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new DnsConfigError(`${key} must be an object`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${key} must be an object`);
   return v as Record<string, unknown>;
 }
 
 export function parseRecursors(v: unknown): string[] {
-  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new DnsConfigError('recursors must be a list of strings');
-  return (v as string[]).map(normaliseRecursor);
+  return stringList(v, 'recursors').map(normaliseRecursor);
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -181,7 +163,7 @@ export function parseDnsConfigObject(raw: unknown): DnsConfigObject {
       case 'service_ttl': {
         const rules: ServiceTtlRule[] = [];
         for (const [pattern, ttl] of Object.entries(object(value, k))) {
-          if (pattern.indexOf('*') !== -1 && pattern.indexOf('*') !== pattern.length - 1) throw new DnsConfigError(`${k}: "*" is allowed only at the end of "${pattern}"`);
+          if (pattern.indexOf('*') !== -1 && pattern.indexOf('*') !== pattern.length - 1) throw new ConfigError(`${k}: "*" is allowed only at the end of "${pattern}"`);
           rules.push({ pattern, ttlSeconds: seconds(ttl, `${k}.${pattern}`) });
         }
         out.serviceTtl = rules;
@@ -213,13 +195,13 @@ export function parseDnsConfigObject(raw: unknown): DnsConfigObject {
           else if (field === 'retry') soa.retry = n;
           else if (field === 'expire') soa.expire = n;
           else if (field === 'min_ttl') soa.minTtl = n;
-          else throw new DnsConfigError(`${k}: unknown key "${field}" (known: refresh, retry, expire, min_ttl)`);
+          else throw new ConfigError(`${k}: unknown key "${field}" (known: refresh, retry, expire, min_ttl)`);
         }
         out.soa = soa;
         break;
       }
       default:
-        throw new DnsConfigError(
+        throw new ConfigError(
           `unknown key "${k}" (known: node_ttl, service_ttl, only_passing, enable_truncate, udp_answer_limit, a_record_limit, enable_additional_node_meta_txt, recursor_timeout, soa)`,
         );
     }
@@ -238,11 +220,45 @@ export function dnsSettings(parts: { domain?: string; recursors?: readonly strin
 }
 
 /** `--dns-addr` / `dns_addr`: "HOST:PORT" (IPv6 in brackets), or "off" for no DNS interface. */
-export function parseDnsAddr(text: string, what = 'dns_addr'): { host: string; port: number } | null {
-  const t = text.trim();
-  if (t.toLowerCase() === 'off') return null;
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(t);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new DnsConfigError(`${what}: expected HOST:PORT or "off", got "${text}"`);
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+export function parseDnsAddr(input: string, what = 'dns_addr'): HostPort | null {
+  return parseHostPortOrOff(input, what);
 }
+
+const domainKind: ValueKind<string> = {
+  placeholder: '<domain>',
+  fromJson: (v, what) => normaliseDomain(textKind().fromJson(v, what), what),
+  fromText: (t, what) => normaliseDomain(t, what),
+  format: (v) => v,
+};
+
+/**
+ * The DNS plugin's settings (dns/plugin.ts), with Consul's key names: they are top-level keys of
+ * the server's and the agent's config file, and the same flags on both commands.
+ */
+export const DNS_PLUGIN_SETTINGS = {
+  dnsAddr: setting({
+    kind: hostPortOrOff,
+    default: { host: '127.0.0.1', port: 8600 } as HostPort | null,
+    file: 'dns_addr',
+    flag: '--dns-addr',
+    help: 'address of the DNS interface, UDP and TCP ("off" disables it; the default port, when taken, leaves DNS off with a warning)',
+  }),
+  dnsDomain: setting({ kind: domainKind, default: DNS_DEFAULTS.domain, file: 'domain', flag: '--domain', help: 'the DNS domain answered' }),
+  dnsRecursors: setting({
+    kind: listOf((t) => normaliseRecursor(t), '<host[:port]>'),
+    default: DNS_DEFAULTS.recursors,
+    file: 'recursors',
+    flag: '--recursor',
+    defaultHelp: 'none, such names are refused',
+    help: 'upstream DNS server for names outside the domain',
+  }),
+  dnsConfig: setting({
+    kind: jsonValue<DnsConfigObject>((v) => parseDnsConfigObject(v)),
+    default: {},
+    file: 'dns_config',
+    defaultHelp: "Consul's",
+    help: "Consul's dns_config object: node_ttl, service_ttl, only_passing, enable_truncate, udp_answer_limit, a_record_limit, enable_additional_node_meta_txt, recursor_timeout, soa",
+  }),
+};
+
+export type DnsPluginConfig = ConfigOf<typeof DNS_PLUGIN_SETTINGS>;

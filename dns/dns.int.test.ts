@@ -3,7 +3,7 @@
 // API, with checks in every state. Default settings: warning instances included, TC on trimming.
 import { Resolver } from 'node:dns/promises';
 import t from 'tap';
-import { removeDir, startServer, type ServerProcess } from '../test/server-process.ts';
+import { removeDir, startServer, type ServerProcess } from '../test/kit/server-process.ts';
 import { dig } from './test-support.ts';
 
 let server: ServerProcess;

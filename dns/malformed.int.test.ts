@@ -4,7 +4,7 @@
 import { connect } from 'node:net';
 import t from 'tap';
 import { Prng } from '../raft/core/prng.ts';
-import { removeDir, startServer, type ServerProcess } from '../test/server-process.ts';
+import { removeDir, startServer, type ServerProcess } from '../test/kit/server-process.ts';
 import { clientQuery, dig, framed, parseWire, tcpExchange, udpExchange } from './test-support.ts';
 import { QTYPE, RCODE } from './wire.ts';
 

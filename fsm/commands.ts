@@ -15,6 +15,7 @@
 // by another version, or corruption). The FSM turns a refused command into an error result that
 // changes nothing, identically on every replica.
 
+import type { EncodedCommand } from './command-results.ts';
 import { decodeBase64, encodeBase64 } from './base64.ts';
 import { isUuid, MAX_EVENT_FILTER_LENGTH, MAX_EVENT_NAME_LENGTH, MAX_EVENT_PAYLOAD_BYTES } from './state/events.ts';
 import { isTxnKvVerb, MAX_TXN_OPS } from './state/kv-txn.ts';
@@ -168,8 +169,15 @@ const BINARY_SNAPSHOT_RESTORE = 0x01;
 const BINARY_RESTORE_CHUNK = 0x02;
 const CHUNK_HEADER_BYTES = 2 + 36 + 4;
 
-/** Encodes a command for the Raft log; throws InvalidCommandError if it is not valid. */
-export function encodeCommand(command: Command): Uint8Array {
+/**
+ * Encodes a command for the Raft log; throws InvalidCommandError if it is not valid. The bytes
+ * remember the command's type, so that proposing them answers its result type (command-results.ts).
+ */
+export function encodeCommand<C extends Command>(command: C): EncodedCommand<C> {
+  return encodeAnyCommand(command) as EncodedCommand<C>;
+}
+
+function encodeAnyCommand(command: Command): Uint8Array {
   const problem = validateCommand(command);
   if (problem !== null) throw new InvalidCommandError(problem);
   if (command.type === 'snapshotRestore') {

@@ -1,71 +1,33 @@
-// What a server answers to client agents over the server RPC transport (docs/adr/0013-agent-mode.md).
-// Agents dial a server's RPC address (`--retry-join`) with the same TcpTransport servers use among
-// themselves, and call:
-//
-//   agent.servers    → the servers with their RPC and HTTP addresses and the leader: the agent sends
-//                      HTTP API traffic (reads, writes, blocking queries) to those HTTP addresses;
-//   agent.apply      → catalog commands of the agent's anti-entropy (register, deregister, check
-//                      status), proposed through the leader like any write; one round trip per batch;
-//   agent.nodeState  → the agent's node, services and checks as the catalog holds them, read at a
-//                      linearizable point, for the anti-entropy comparison;
-//   agent.heartbeat  → "this agent is alive": forwarded to the leader, which keeps the agent's node
-//                      registered with Consul's serfHealth check and turns it critical when the
-//                      heartbeats stop (Konsul has no serf; as in Consul's leader.go the leader owns
-//                      serfHealth, not the agent).
+// The server's side of the agent RPC protocol (rpc/agent-protocol.ts: methods and their request and
+// response types; docs/adr/0013-agent-mode.md). Client agents dial a server's RPC address
+// (`--retry-join`) and call agent.servers, agent.apply, agent.nodeState and agent.heartbeat; the
+// leader keeps each agent's node registered with Consul's serfHealth check and turns it critical when
+// the heartbeats stop (Konsul has no serf; as in Consul's leader.go the leader owns serfHealth, not
+// the agent). Refusals are KonsulErrors: their code travels back as the error response's code.
+import { SERF_ALIVE_OUTPUT, SERF_FAILED_OUTPUT, serfCheck } from '../agent/core/node-registration.ts';
 import { encodeCommand, validateCommand } from '../fsm/commands.ts';
-import type { ApplyError } from '../fsm/konsul-fsm.ts';
+import type { ProposeCommand } from '../fsm/command-results.ts';
 import { isCatalogCommandType, type CatalogCommand, type CatalogNodeSpec } from '../fsm/state/catalog-commands.ts';
-import { CONSUL_SERVICE_ID, SERF_CHECK_ID, type CatalogApplyResult, type CatalogTable } from '../fsm/state/catalog.ts';
+import { CONSUL_SERVICE_ID, SERF_CHECK_ID, type CatalogTable } from '../fsm/state/catalog.ts';
+import { KonsulError, NO_LEADER_TEXT } from '../lib/errors.ts';
+import {
+  decodeAgentBody,
+  encodeAgentBody,
+  isAgentMethod,
+  MAX_AGENT_BATCH,
+  type AgentApplyOutcome,
+  type AgentMethod,
+  type AgentNodeState,
+  type AgentResponse,
+  type AgentServersAnswer,
+  type HeartbeatAnswer,
+} from '../rpc/agent-protocol.ts';
 import type { ClusterService } from './cluster/cluster-service.ts';
-import { SERF_ALIVE_OUTPUT, SERF_CHECK_NAME, SERF_FAILED_OUTPUT } from './server-registration.ts';
-
-export const AGENT_RPC_METHODS = ['agent.servers', 'agent.apply', 'agent.nodeState', 'agent.heartbeat'] as const;
-/** The most catalog commands one agent.apply may carry. */
-export const MAX_AGENT_BATCH = 256;
-
-export interface AgentServerInfo {
-  readonly id: string;
-  readonly rpcAddr: string;
-  readonly httpAddr: string;
-  readonly voter: boolean;
-}
-
-export interface AgentServersAnswer {
-  readonly datacenter: string;
-  readonly leader: string;
-  readonly servers: readonly AgentServerInfo[];
-}
-
-/** One command's outcome; `unavailable` = it may not have been applied (no leader, lost leader): retry later. */
-export type AgentApplyOutcome = { readonly ok: true } | { readonly ok: false; readonly error: string; readonly unavailable?: boolean };
-
-export interface AgentNodeState {
-  readonly node: CatalogNodeSpec | null;
-  readonly services: readonly unknown[];
-  readonly checks: readonly unknown[];
-  /** Nodes in the catalog (the agent scales its full-sync interval with it, as Consul's aeScale). */
-  readonly nodeCount: number;
-  readonly leader: string;
-  /** The server that answered. */
-  readonly server: string;
-}
-
-export interface HeartbeatRequest {
-  readonly node: CatalogNodeSpec;
-}
-
-export interface HeartbeatAnswer {
-  readonly leader: string;
-  readonly nodeMissing: boolean;
-  /** The node's services and checks in the catalog (serfHealth not counted). */
-  readonly services: number;
-  readonly checks: number;
-}
 
 export interface AgentRpcOptions {
   readonly selfId: string;
   readonly datacenter: string;
-  readonly cluster: ClusterService & { propose(command: Uint8Array): Promise<unknown>; readBarrier(): Promise<void> };
+  readonly cluster: ClusterService & { propose: ProposeCommand; readBarrier(): Promise<void> };
   readonly catalog: CatalogTable;
   readonly isReadyLeader: () => boolean;
   /** Sends a request to another server's RPC address (heartbeats are forwarded to the leader). */
@@ -75,9 +37,8 @@ export interface AgentRpcOptions {
   readonly log?: (level: 'warn' | 'info', message: string) => void;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-const json = (v: unknown): Uint8Array => encoder.encode(JSON.stringify(v));
+/** Each method's handler; requests arrive unchecked (any agent version may send them). */
+type Handlers = { readonly [M in AgentMethod]: (request: Record<string, unknown>, raw: Uint8Array) => Promise<AgentResponse<M>> };
 
 export class AgentRpc {
   private readonly options: AgentRpcOptions;
@@ -91,7 +52,7 @@ export class AgentRpc {
   }
 
   handles(method: string): boolean {
-    return (AGENT_RPC_METHODS as readonly string[]).includes(method);
+    return isAgentMethod(method);
   }
 
   start(): void {
@@ -103,20 +64,17 @@ export class AgentRpc {
     if (this.timer) clearInterval(this.timer);
   }
 
+  private readonly handlers: Handlers = {
+    'agent.servers': async () => this.servers(),
+    'agent.apply': async (request) => ({ results: await this.apply(request) }),
+    'agent.nodeState': (request) => this.nodeState(request),
+    'agent.heartbeat': (request, raw) => this.heartbeat(request, raw),
+  };
+
   async handle(method: string, body: Uint8Array): Promise<Uint8Array> {
     const request = parseBody(body);
-    switch (method) {
-      case 'agent.servers':
-        return json(this.servers());
-      case 'agent.apply':
-        return json({ results: await this.apply(request) });
-      case 'agent.nodeState':
-        return json(await this.nodeState(request));
-      case 'agent.heartbeat':
-        return json(await this.heartbeat(request, body));
-      default:
-        throw coded('badRequest', `unknown method ${method}`);
-    }
+    if (!isAgentMethod(method)) throw new KonsulError('badRequest', `unknown method ${method}`);
+    return encodeAgentBody(await this.handlers[method](request, body));
   }
 
   private servers(): AgentServersAnswer {
@@ -130,8 +88,8 @@ export class AgentRpc {
 
   private async apply(request: Record<string, unknown>): Promise<AgentApplyOutcome[]> {
     const commands = request['commands'];
-    if (!Array.isArray(commands)) throw coded('badRequest', 'agent.apply needs a list of commands');
-    if (commands.length > MAX_AGENT_BATCH) throw coded('badRequest', `agent.apply takes at most ${MAX_AGENT_BATCH} commands`);
+    if (!Array.isArray(commands)) throw new KonsulError('badRequest', 'agent.apply needs a list of commands');
+    if (commands.length > MAX_AGENT_BATCH) throw new KonsulError('badRequest', `agent.apply takes at most ${MAX_AGENT_BATCH} commands`);
     // Validated one by one: a bad command is refused alone, the batch's others still apply.
     return Promise.all(
       commands.map(async (command: unknown): Promise<AgentApplyOutcome> => {
@@ -140,7 +98,7 @@ export class AgentRpc {
         const problem = validateCommand(command);
         if (problem !== null) return { ok: false, error: `Invalid request: ${problem}` };
         try {
-          const result = (await this.options.cluster.propose(encodeCommand(command as CatalogCommand))) as CatalogApplyResult | ApplyError;
+          const result = await this.options.cluster.propose(encodeCommand(command as CatalogCommand));
           return result.ok ? { ok: true } : { ok: false, error: 'error' in result ? result.error : 'refused' };
         } catch (err) {
           return { ok: false, error: (err as Error).message, unavailable: true };
@@ -151,7 +109,7 @@ export class AgentRpc {
 
   private async nodeState(request: Record<string, unknown>): Promise<AgentNodeState> {
     const node = request['node'];
-    if (typeof node !== 'string' || node === '') throw coded('badRequest', 'agent.nodeState needs a node name');
+    if (typeof node !== 'string' || node === '') throw new KonsulError('badRequest', 'agent.nodeState needs a node name');
     await this.options.cluster.readBarrier();
     const { catalog } = this.options;
     const found = catalog.getNode(node);
@@ -173,13 +131,13 @@ export class AgentRpc {
    */
   private async heartbeat(request: Record<string, unknown>, raw: Uint8Array): Promise<HeartbeatAnswer> {
     const node = request['node'] as CatalogNodeSpec | undefined;
-    if (typeof node?.Node !== 'string' || node.Node === '' || typeof node.Address !== 'string') throw coded('badRequest', 'agent.heartbeat needs a node');
+    if (typeof node?.Node !== 'string' || node.Node === '' || typeof node.Address !== 'string') throw new KonsulError('badRequest', 'agent.heartbeat needs a node');
     const { cluster } = this.options;
     if (!this.options.isReadyLeader()) {
       const leader = cluster.leaderId();
       const address = leader ? cluster.rpcAddressOf(leader) : '';
-      if (!address || leader === this.options.selfId) throw coded('noLeader', 'No cluster leader');
-      return JSON.parse(decoder.decode(await this.options.request(address, 'agent.heartbeat', raw))) as HeartbeatAnswer;
+      if (!address || leader === this.options.selfId) throw new KonsulError('noLeader', NO_LEADER_TEXT);
+      return decodeAgentBody(await this.options.request(address, 'agent.heartbeat', raw)) as HeartbeatAnswer;
     }
     this.lastSeen.set(node.Node.toLowerCase(), Date.now());
     const { catalog } = this.options;
@@ -194,7 +152,7 @@ export class AgentRpc {
         checks: [serfCheck('passing')],
       };
       const problem = validateCommand(command);
-      if (problem !== null) throw coded('badRequest', `Invalid request: ${problem}`);
+      if (problem !== null) throw new KonsulError('badRequest', `Invalid request: ${problem}`);
       await cluster.propose(encodeCommand(command));
     }
     return {
@@ -239,33 +197,14 @@ export class AgentRpc {
   }
 }
 
-export function serfCheck(status: 'passing' | 'critical') {
-  return {
-    CheckID: SERF_CHECK_ID,
-    Name: SERF_CHECK_NAME,
-    Status: status,
-    Notes: '',
-    Output: status === 'passing' ? SERF_ALIVE_OUTPUT : SERF_FAILED_OUTPUT,
-    ServiceID: '',
-    Type: '',
-    Interval: '',
-    Timeout: '',
-    Definition: {},
-  } as const;
-}
-
 function parseBody(body: Uint8Array): Record<string, unknown> {
   if (body.length === 0) return {};
   let value: unknown;
   try {
-    value = JSON.parse(decoder.decode(body));
+    value = decodeAgentBody(body);
   } catch {
-    throw coded('badRequest', 'the request body is not JSON');
+    throw new KonsulError('badRequest', 'the request body is not JSON');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw coded('badRequest', 'the request body must be a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new KonsulError('badRequest', 'the request body must be a JSON object');
   return value as Record<string, unknown>;
-}
-
-function coded(code: string, message: string): Error {
-  return Object.assign(new Error(message), { code });
 }

@@ -2,7 +2,7 @@
 // random moments and restarted on the same data directory; every write it answered `true` to must
 // be there, with the right value.
 import t from 'tap';
-import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/server-process.ts';
+import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/kit/server-process.ts';
 
 const WRITERS = 16;
 const ROUNDS = 4;

@@ -6,9 +6,9 @@ import { mergeConfig } from './config.ts';
 import { EventLoopLagMonitor } from './event-loop-lag.ts';
 import { startServer, type RunningServer } from './main.ts';
 import { snapshotSection, statNumber } from './runtime-stats.ts';
-import { removeDir, tempDataDir } from '../test/server-process.ts';
+import { removeDir, tempDataDir } from '../test/kit/server-process.ts';
+import { sleep } from '../test/kit/wait.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Holds the event loop for `ms` milliseconds. */
 function busy(ms: number): void {

@@ -7,7 +7,7 @@
 import { encodeCommand } from '../fsm/commands.ts';
 import { sameRules, type KvRecoveryRule } from '../fsm/state/kv-recovery-commands.ts';
 import type { KvRecoveryTable } from '../fsm/state/kv-recovery.ts';
-import { PeriodicCheck } from './periodic-check.ts';
+import { PeriodicTask } from '../agent/core/periodic-task.ts';
 
 /** The parts of the Raft host the keeper uses. */
 export interface KvRecoveryRaft {
@@ -26,7 +26,7 @@ export interface KvRecoveryKeeperOptions {
   readonly onError?: (err: unknown) => void;
 }
 
-export class KvRecoveryKeeper extends PeriodicCheck {
+export class KvRecoveryKeeper extends PeriodicTask {
   /** One proposal at a time: the next check sees its effect. */
   private proposing = false;
 

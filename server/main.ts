@@ -3,28 +3,30 @@
 import { setMaxListeners } from 'node:events';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { catalogTableView } from '../dns/catalog-view.ts';
-import { dnsSettings } from '../dns/config.ts';
-import { startDnsServer, type RunningDnsServer } from '../dns/server.ts';
 import { KonsulFsm } from '../fsm/konsul-fsm.ts';
 import { RaftHost } from '../raft/host/raft-host.ts';
 import { LevelStorage } from '../raft/storage/level-storage.ts';
-import { TcpTransport } from '../raft/transport/tcp-transport.ts';
+import { TcpTransport } from '../rpc/tcp-transport.ts';
 import { AddressBook } from './cluster/address-book.ts';
 import { ClusterManager } from './cluster/cluster-manager.ts';
-import { DEFAULTS, type ServerConfig } from './config.ts';
+import type { ServerConfig } from './config.ts';
 import { sharedEventLoopLagMonitor } from './event-loop-lag.ts';
 import { buildApp } from './http/app.ts';
 import { AgentRpc } from './agent-rpc.ts';
-import { LocalAgent } from './local-agent.ts';
+import { LocalAgent } from '../agent/core/local-agent.ts';
 import { ServerRegistration, serverAddress } from './server-registration.ts';
 import { SessionTtlTimer } from './session-ttl.ts';
 import { TombstoneReaper } from './tombstone-reaper.ts';
 import { RestoreWatchdog } from './snapshot-restore.ts';
 import { KvRecoveryKeeper } from './kv-recovery-reaper.ts';
-import { KONSUL_VERSION } from './version.ts';
+import { KONSUL_VERSION } from '../lib/version.ts';
+import { service, Supervisor, type Service } from '../lib/service.ts';
+import { BUILTIN_PLUGINS } from '../plugins/builtin.ts';
+import { resolvePlugins, startPlugins, validatePlugins } from '../plugins/loader.ts';
+import type { PluginListener } from '../plugins/plugin.ts';
+import { serverPluginHosts } from './plugin-host.ts';
 
-export interface RunningServer {
+export interface RunningServer extends Service {
   readonly config: ServerConfig;
   readonly raft: RaftHost;
   /** The address the HTTP API listens on (the real port when 0 was asked for). */
@@ -32,8 +34,10 @@ export interface RunningServer {
   /** The address the server-to-server listener is bound to, and the one other servers are told. */
   readonly rpcAddress: { host: string; port: number };
   readonly rpcAdvertise: string;
-  /** The DNS interface's address (UDP and TCP), or null when it is off. */
+  /** The DNS plugin's address (UDP and TCP), or null when it is off. */
   readonly dnsAddress: { host: string; port: number } | null;
+  /** What the plugins listen on (dns/plugin.ts: "dns", udp+tcp). */
+  readonly pluginListeners: readonly PluginListener[];
   readonly cluster: ClusterManager;
   /** The server's own agent (/v1/agent/*). */
   readonly localAgent: LocalAgent;
@@ -41,6 +45,21 @@ export interface RunningServer {
 }
 
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  // The plugins and their settings are checked before anything starts.
+  const plugins = resolvePlugins(BUILTIN_PLUGINS, config.plugins);
+  validatePlugins(plugins, config);
+  // Every part started is a Service of this supervisor: a failed start and stop() tear down the
+  // same way, in reverse start order.
+  const services = new Supervisor();
+  try {
+    return await startParts(config, services, plugins);
+  } catch (err) {
+    await services.stop().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startParts(config: ServerConfig, services: Supervisor, plugins: ReturnType<typeof resolvePlugins>): Promise<RunningServer> {
   // Event-loop lag is watched from the start, so a stall while the log is replayed shows too.
   const eventLoopLag = sharedEventLoopLagMonitor();
   mkdirSync(config.dataDir, { recursive: true });
@@ -89,6 +108,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       }
     },
   });
+  // Stopped after Raft (services stop in reverse): Raft's last messages go out through it.
+  services.adopt('rpc transport', () => transport.stop());
   // Restores the state machine from the latest snapshot (streamed from its file) before anything runs.
   const raft = await RaftHost.open({
     id: config.nodeName,
@@ -106,11 +127,15 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     },
   });
   raftRef = raft;
+  services.adopt('raft', async () => {
+    // In-flight writes finish (bounded) before Raft stops and LevelDB closes.
+    await raft.drain(5000);
+    await raft.stop();
+  });
   let rpcAddress: { host: string; port: number };
   try {
     rpcAddress = await transport.start();
   } catch (err) {
-    await raft.stop();
     throw new Error(`cannot listen for servers on ${config.rpcAddr.host}:${config.rpcAddr.port}: ${(err as Error).message}`);
   }
   const rpcAdvertise = config.rpcAdvertise || `${rpcAddress.host}:${rpcAddress.port}`;
@@ -138,8 +163,6 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   raft.start();
   // Serve only once the log found on disk has been applied again, so no read sees an older state.
   if (!(await raft.replayed(60_000))) {
-    await raft.stop();
-    await transport.stop();
     throw new Error(raft.fatalError()?.message ?? 'timed out replaying the Raft log');
   }
   const reaper = new TombstoneReaper({
@@ -148,7 +171,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     checkEveryMs: Math.min(30_000, config.tombstoneTtlMs),
     hasTombstones: () => fsm.kv.tombstoneCount > 0,
   });
-  reaper.start();
+  await services.start(reaper);
   // Recoverable deletes: the leader keeps the FSM's rules equal to the config and reaps expired versions.
   const kvRecovery = new KvRecoveryKeeper({
     raft,
@@ -160,7 +183,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       if (config.logLevel !== 'silent') process.stderr.write(`konsul: [warn] kv recovery: ${(err as Error).message}\n`);
     },
   });
-  kvRecovery.start();
+  await services.start(kvRecovery);
   // The leader ends a restore (PUT /v1/snapshot) whose proposer went away (server/snapshot-restore.ts).
   const restoreWatchdog = new RestoreWatchdog({
     isReadyLeader: () => raft.isReadyLeader(),
@@ -171,14 +194,14 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
       if (config.logLevel !== 'silent') process.stderr.write(`konsul: [warn] ${message}\n`);
     },
   });
-  restoreWatchdog.start();
+  await services.start(restoreWatchdog);
   // The leader expires sessions not renewed for TTL × 2 (server/session-ttl.ts).
   const sessionTtl = new SessionTtlTimer({
     raft,
     sessions: fsm.sessions,
     checkEveryMs: Math.max(50, Math.min(1000, Math.floor(config.sessionTtlMinMs / 4))),
   });
-  sessionTtl.start();
+  await services.start(sessionTtl);
   // The catalog: the leader keeps every server registered with its serfHealth check, and this
   // server's agent keeps its own services and checks (server/server-registration.ts, local-agent.ts).
   const catalogLog = (level: 'warn' | 'info', message: string): void => {
@@ -196,7 +219,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     selfHttpHost: config.httpAddr.host,
     log: catalogLog,
   });
-  registration.start();
+  await services.start(service('server registration', registration));
   const agentRpc = new AgentRpc({
     selfId: config.nodeName,
     datacenter: config.datacenter,
@@ -207,7 +230,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     log: catalogLog,
   });
   agentRpcRef = agentRpc;
-  agentRpc.start();
+  await services.start(service('agent rpc', agentRpc));
   const localAgent = new LocalAgent({
     nodeName: config.nodeName,
     datacenter: config.datacenter,
@@ -223,7 +246,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   // A dev server leads itself: it serves once its node and serfHealth check are in the catalog, so
   // the first request can create a session (bound to serfHealth by default).
   if (config.dev) await registration.waitForSelf(5000);
-  localAgent.start();
+  await services.start(service('local agent', localAgent));
   const shutdown = new AbortController();
   // Every waiting blocking query listens for shutdown (and removes itself when it answers).
   setMaxListeners(0, shutdown.signal);
@@ -240,78 +263,40 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     },
     { logger: config.logLevel === 'silent' ? false : { level: config.logLevel } },
   );
-  // DNS answers from this server's replica of the catalog (dns/catalog-view.ts), with no round trip.
-  let dns = null as RunningDnsServer | null;
-  try {
-    if (config.dnsAddr !== null) {
-      try {
-        dns = await startDnsServer({
-          listen: config.dnsAddr,
-          settings: dnsSettings({ domain: config.dnsDomain, recursors: config.dnsRecursors, dnsConfig: config.dnsConfig }),
-          view: catalogTableView(fsm.catalog, config.datacenter),
-          log: (level, message) => {
-            if (level === 'debug' ? config.logLevel === 'debug' || config.logLevel === 'trace' : config.logLevel !== 'silent') process.stderr.write(`konsul: [${level}] ${message}\n`);
-          },
-        });
-      } catch (err) {
-        // Several servers on one host (the README's three-server example, test clusters) cannot all
-        // have the default port: one that was not told an address serves without DNS, and says so.
-        // An address given by flag or config file that cannot be bound stops the server, as in Consul.
-        if (config.dnsAddr !== DEFAULTS.dnsAddr || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
-        if (config.logLevel !== 'silent') process.stderr.write(`konsul: [warn] ${(err as Error).message}: the DNS interface is off (choose an address with --dns-addr or dns_addr)\n`);
-      }
-    }
-    await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
-  } catch (err) {
-    await dns?.stop();
-    reaper.stop();
-    kvRecovery.stop();
-    restoreWatchdog.stop();
-    sessionTtl.stop();
-    registration.stop();
-    agentRpc.stop();
-    await localAgent.stop();
-    await raft.stop();
-    await transport.stop();
-    throw err;
-  }
+  // Answered requests close their sockets (see buildApp); a client that never reads its answer is
+  // cut off after a bound so that shutdown always ends.
+  services.adopt('http api', async () => {
+    const cutOff = setTimeout(() => app.server.closeAllConnections(), 5000);
+    await app.close();
+    clearTimeout(cutOff);
+  });
+  // Stopped before the API closes: waiting blocking queries answer at once.
+  services.adopt('blocking queries', () => shutdown.abort());
+  // Plugins (the DNS interface first) read this server's replica, with no round trip.
+  const started = await startPlugins(
+    services,
+    plugins,
+    config,
+    serverPluginHosts({ nodeName: config.nodeName, datacenter: config.datacenter, logLevel: config.logLevel, fsm, app }),
+  );
+  await app.listen({ host: config.httpAddr.host, port: config.httpAddr.port });
   const addr = app.server.address();
   const httpAddress = typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : config.httpAddr;
   httpAddr = `${httpAddress.host}:${httpAddress.port}`;
-  cluster.start();
-  let stopping: Promise<void> | null = null;
+  await services.start(service('cluster', cluster));
+  const dns = started.listeners.find((l) => l.name === 'dns');
   return {
+    name: 'server',
     config,
     raft,
     httpAddress,
     rpcAddress,
     rpcAdvertise,
-    dnsAddress: dns?.address ?? null,
+    dnsAddress: dns ? { host: dns.host, port: dns.port } : null,
+    pluginListeners: started.listeners,
     cluster,
     localAgent,
-    stop: () => {
-      stopping ??= (async () => {
-        shutdown.abort();
-        await dns?.stop();
-        reaper.stop();
-        kvRecovery.stop();
-        restoreWatchdog.stop();
-        sessionTtl.stop();
-        registration.stop();
-        agentRpc.stop();
-        await localAgent.stop();
-        cluster.stop();
-        // Answered requests close their sockets (see buildApp); a client that never reads its answer
-        // is cut off after a bound so that shutdown always ends.
-        const cutOff = setTimeout(() => app.server.closeAllConnections(), 5000);
-        await app.close();
-        clearTimeout(cutOff);
-        await raft.drain(5000);
-        await raft.stop();
-        await transport.stop();
-      })();
-      return stopping;
-    },
+    stop: () => services.stop(),
   };
 }
 

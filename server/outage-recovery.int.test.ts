@@ -6,7 +6,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { httpRequest, startCluster, waitFor } from '../test/cluster/harness.ts';
-import { KONSUL_BIN, kvDump, putKey, runCli } from '../test/dr-helpers.ts';
+import { KONSUL_BIN, runCli } from '../test/kit/cli.ts';
+import { kvDump, putKey } from '../test/kit/kv-state.ts';
 
 t.test('lose 2 of 3 servers, recover the survivor from a peers file, grow back to 3', async (t) => {
   // Small snapshots so the survivor's state is part snapshot, part log, as in a real outage.

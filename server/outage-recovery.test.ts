@@ -8,7 +8,7 @@ import { encodeCommand, kvSetCommand } from '../fsm/commands.ts';
 import { KonsulFsm } from '../fsm/konsul-fsm.ts';
 import type { Entry } from '../raft/core/types.ts';
 import { LevelStorage } from '../raft/storage/level-storage.ts';
-import { removeDir, tempDataDir } from '../test/server-process.ts';
+import { removeDir, tempDataDir } from '../test/kit/server-process.ts';
 import { parsePeersFile, PeersFileError, recoverCluster, RecoveryRefusedError, type RecoveryPeer } from './outage-recovery.ts';
 
 const peer = (id: string, port: number, voter = true): RecoveryPeer => ({ id, address: `10.0.0.1:${port}`, voter });

@@ -15,6 +15,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KonsulFsm } from '../fsm/konsul-fsm.ts';
+import { joinHostPort } from '../lib/host-port.ts';
 import { ConfigHistory } from '../raft/core/membership.ts';
 import type { ConfState, HardState, SnapshotMeta } from '../raft/core/types.ts';
 import type { HostStateMachine } from '../raft/host/state-machine.ts';
@@ -111,7 +112,7 @@ function peerAddress(text: string, where: string): string {
   }
   // parseHostPort defaults an empty host to 127.0.0.1, which would be wrong for any other machine.
   if (/^\s*:/.test(text) || parsed.port < 1) throw new PeersFileError(`${where}: "address" needs a host and a port from 1 to 65535, got ${JSON.stringify(text)}`);
-  return `${parsed.host.includes(':') ? `[${parsed.host}]` : parsed.host}:${parsed.port}`;
+  return joinHostPort(parsed.host, parsed.port);
 }
 
 export function readPeersFile(path: string): RecoveryPeer[] {

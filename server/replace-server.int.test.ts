@@ -4,7 +4,8 @@
 // compacted) and becomes a voter with the same data.
 import t from 'tap';
 import { httpRequest, startCluster, waitFor } from '../test/cluster/harness.ts';
-import { KONSULCTL_BIN, kvDump, putKey, runCli } from '../test/dr-helpers.ts';
+import { KONSULCTL_BIN, runCli } from '../test/kit/cli.ts';
+import { kvDump, putKey } from '../test/kit/kv-state.ts';
 
 t.test('lose 1 of 3 servers and replace it with a fresh one that catches up from a snapshot', async (t) => {
   // Frequent snapshots and no trailing entries: a new server cannot catch up from the log alone.

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import t from 'tap';
 import { APP_NODE, buildBigState } from '../test/big-state.ts';
 import { startCluster, waitFor } from '../test/cluster/harness.ts';
-import { removeDir, tempDataDir } from '../test/server-process.ts';
+import { removeDir, tempDataDir } from '../test/kit/server-process.ts';
 import { archiveDigest } from '../test/state-digest.ts';
 
 const KEYS = 1_000_000;

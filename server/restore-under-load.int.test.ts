@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import t from 'tap';
 import { buildBigState } from '../test/big-state.ts';
 import { httpRequest, sleep, startCluster, waitFor, type ClusterNode } from '../test/cluster/harness.ts';
-import { removeDir, tempDataDir } from '../test/server-process.ts';
+import { removeDir, tempDataDir } from '../test/kit/server-process.ts';
 
 const BULK = 150_000;
 const MARKERS = 50;

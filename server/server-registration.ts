@@ -9,51 +9,23 @@
 // compares the desired registrations with the catalog and proposes only what differs, so a settled
 // cluster writes nothing.
 import { encodeCommand } from '../fsm/commands.ts';
-import type { ApplyError } from '../fsm/konsul-fsm.ts';
-import type { CatalogCheckSpec, CatalogNodeSpec, CatalogRegisterCommand, CatalogServiceSpec } from '../fsm/state/catalog-commands.ts';
-import { CONSUL_SERVICE_ID, SERF_CHECK_ID, type CatalogApplyResult, type CatalogTable } from '../fsm/state/catalog.ts';
+import type { ProposeCommand } from '../fsm/command-results.ts';
+import type { CatalogRegisterCommand, CatalogServiceSpec } from '../fsm/state/catalog-commands.ts';
+import { CONSUL_SERVICE_ID, SERF_CHECK_ID, type CatalogTable } from '../fsm/state/catalog.ts';
+import { catalogNodeSpec, serfCheck } from '../agent/core/node-registration.ts';
+import { hostPortOf } from '../lib/host-port.ts';
 import type { ClusterService, ServerInfo } from './cluster/cluster-service.ts';
 import { isWildcard } from './config.ts';
 
-/** Consul's texts for the serfHealth check (agent/structs: SerfCheckName, SerfCheckAliveOutput, ...). */
-export const SERF_CHECK_NAME = 'Serf Health Status';
-export const SERF_ALIVE_OUTPUT = 'Agent alive and reachable';
-export const SERF_FAILED_OUTPUT = 'Agent not live or unreachable';
-
-/** The node a server registers as, identical from the leader and from the server's own agent. */
-export function serverNodeSpec(name: string, address: string, datacenter: string): CatalogNodeSpec {
-  return {
-    Node: name,
-    ID: '',
-    Address: address,
-    Datacenter: datacenter,
-    TaggedAddresses: { lan: address, lan_ipv4: address, wan: address, wan_ipv4: address },
-    Meta: { 'consul-network-segment': '' },
-  };
-}
-
-/** "host:port" → host ('' when empty); brackets of IPv6 hosts removed. */
-export function hostOf(address: string): string {
-  if (address === '') return '';
-  const i = address.lastIndexOf(':');
-  const host = i < 0 ? address : address.slice(0, i);
-  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-}
-
 /** A server's catalog address: its HTTP host, else (unknown or a wildcard) its RPC host. */
 export function serverAddress(info: Pick<ServerInfo, 'httpAddr' | 'rpcAddr'>, httpHostFallback = ''): string {
-  const http = hostOf(info.httpAddr) || httpHostFallback;
+  const http = hostPortOf(info.httpAddr).host || httpHostFallback;
   if (http !== '' && !isWildcard(http)) return http;
-  return hostOf(info.rpcAddr) || '127.0.0.1';
-}
-
-function portOf(address: string): number {
-  const port = Number(address.slice(address.lastIndexOf(':') + 1));
-  return Number.isInteger(port) && port >= 0 && port <= 65535 ? port : 0;
+  return hostPortOf(info.rpcAddr).host || '127.0.0.1';
 }
 
 export interface ServerRegistrationOptions {
-  readonly cluster: ClusterService & { propose(command: Uint8Array): Promise<unknown> };
+  readonly cluster: ClusterService & { propose: ProposeCommand };
   readonly isReadyLeader: () => boolean;
   readonly catalog: CatalogTable;
   readonly selfId: string;
@@ -149,26 +121,14 @@ export class ServerRegistration {
       Service: 'consul',
       Tags: [],
       Address: '',
-      Port: portOf(member.rpcAddr),
+      Port: hostPortOf(member.rpcAddr).port,
       Meta: { non_voter: String(!member.voter), raft_version: '3', version: this.options.version },
       EnableTagOverride: false,
       Weights: { Passing: 1, Warning: 1 },
       TaggedAddresses: {},
       Dependencies: [],
     };
-    const check: CatalogCheckSpec = {
-      CheckID: SERF_CHECK_ID,
-      Name: SERF_CHECK_NAME,
-      Status: alive ? 'passing' : 'critical',
-      Notes: '',
-      Output: alive ? SERF_ALIVE_OUTPUT : SERF_FAILED_OUTPUT,
-      ServiceID: '',
-      Type: '',
-      Interval: '',
-      Timeout: '',
-      Definition: {},
-    };
-    return { type: 'catalogRegister', node: serverNodeSpec(member.id, address, this.options.datacenter), skipNodeUpdate: false, service, checks: [check] };
+    return { type: 'catalogRegister', node: catalogNodeSpec(member.id, address, this.options.datacenter), skipNodeUpdate: false, service, checks: [serfCheck(alive ? 'passing' : 'critical')] };
   }
 
   /** True when the catalog already holds exactly this registration. */
@@ -193,7 +153,7 @@ export class ServerRegistration {
   }
 
   private async propose(command: CatalogRegisterCommand | { type: 'catalogDeregister'; node: string }): Promise<void> {
-    const result = (await this.options.cluster.propose(encodeCommand(command))) as CatalogApplyResult | ApplyError;
+    const result = await this.options.cluster.propose(encodeCommand(command));
     if (!result.ok) this.options.log?.('warn', `catalog: ${command.type} ${command.node}: ${result.error}`);
   }
 }

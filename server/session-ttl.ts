@@ -13,9 +13,9 @@
 // FSM then ignores the expiry. No other server's clock is involved, and a new leader (a new term)
 // starts every session afresh with a full TTL × 2, as Consul does.
 import { encodeCommand } from '../fsm/commands.ts';
-import { parseGoDuration } from '../fsm/state/go-duration.ts';
+import { parseGoDuration } from '../lib/duration.ts';
 import { SESSION_TTL_MULTIPLIER, type SessionsTable } from '../fsm/state/sessions.ts';
-import { PeriodicCheck } from './periodic-check.ts';
+import { PeriodicTask } from '../agent/core/periodic-task.ts';
 
 /** What the timer needs from the Raft host (RaftHost implements it). */
 export interface SessionTtlRaft {
@@ -39,7 +39,7 @@ interface Tracked {
   ttlMs: number;
 }
 
-export class SessionTtlTimer extends PeriodicCheck {
+export class SessionTtlTimer extends PeriodicTask {
   private readonly options: SessionTtlTimerOptions;
   private readonly tracked = new Map<string, Tracked>();
   /** The term the tracked times belong to; a new term starts every session afresh. */

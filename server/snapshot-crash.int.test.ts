@@ -12,9 +12,9 @@ import { writeFileSync } from 'node:fs';
 import t from 'tap';
 import { httpRequest, startCluster, waitFor, type ClusterNode } from '../test/cluster/harness.ts';
 import { checkLedger, readPrefix, type LedgerWrite } from '../test/cluster/workload.ts';
-import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/server-process.ts';
+import { removeDir, startServer, tempDataDir, type ServerProcess } from '../test/kit/server-process.ts';
+import { sleep } from '../test/kit/wait.ts';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function snapshotDir(dataDir: string): string {
   return join(dataDir, 'raft', 'snapshots');

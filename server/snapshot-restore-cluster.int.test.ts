@@ -5,8 +5,9 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { startCluster, waitFor } from '../test/cluster/harness.ts';
-import { KONSULCTL_BIN, kvDump, putKey, runCli, type KvRow } from '../test/dr-helpers.ts';
-import { removeDir, startServer, tempDataDir } from '../test/server-process.ts';
+import { KONSULCTL_BIN, runCli } from '../test/kit/cli.ts';
+import { kvDump, putKey, type KvRow } from '../test/kit/kv-state.ts';
+import { removeDir, startServer, tempDataDir } from '../test/kit/server-process.ts';
 
 t.test('save a snapshot from one cluster and restore it into a fresh 3-server cluster', async (t) => {
   const work = tempDataDir('konsul-dr-restore-');

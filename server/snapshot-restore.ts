@@ -3,10 +3,11 @@
 // aborts a restore whose proposer went away.
 import { randomUUID } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { encodeCommand, type Command } from '../fsm/commands.ts';
-import type { ApplyResult } from '../fsm/konsul-fsm.ts';
+import type { ProposeCommand } from '../fsm/command-results.ts';
+import { encodeCommand } from '../fsm/commands.ts';
+import type { RestoreCommand } from '../fsm/restore-commands.ts';
 import type { StagedRestoreProgress } from '../fsm/staged-restore.ts';
-import { PeriodicCheck } from './periodic-check.ts';
+import { PeriodicTask } from '../agent/core/periodic-task.ts';
 import type { StateFile } from './snapshot-archive.ts';
 
 /** Bytes of state per restoreChunk entry: a few per append message, ~10 ms of apply each (~2,000 keys). */
@@ -31,8 +32,8 @@ export interface RestoreProgress {
 }
 
 export interface ReplicateRestoreOptions {
-  /** Replicates a command through the leader and answers its FSM result. */
-  readonly propose: (command: Uint8Array) => Promise<unknown>;
+  /** Replicates a command through the leader and answers its FSM result (ClusterAccess.propose). */
+  readonly propose: ProposeCommand;
   readonly file: StateFile;
   readonly chunkBytes?: number;
   readonly onProgress?: (progress: RestoreProgress) => void;
@@ -47,8 +48,8 @@ export async function replicateRestore(options: ReplicateRestoreOptions): Promis
   const { propose, file } = options;
   const chunkBytes = options.chunkBytes ?? RESTORE_CHUNK_BYTES;
   const id = randomUUID();
-  const step = async (command: Command): Promise<void> => {
-    const result = (await propose(encodeCommand(command))) as ApplyResult;
+  const step = async (command: RestoreCommand): Promise<void> => {
+    const result = await propose(encodeCommand(command));
     if (result === true) return;
     const error = typeof result === 'object' ? result.error : `${command.type} was refused`;
     throw new RestoreFailedError(error, command.type === 'restoreBegin' && /already in progress/.test(error));
@@ -105,7 +106,7 @@ export interface RestoreWatchdogOptions {
  * On the leader: aborts a staged restore that received no chunk for `stallTimeoutMs` (its proposer
  * crashed, or lost its connection to the leader). Until then no server takes a Raft snapshot.
  */
-export class RestoreWatchdog extends PeriodicCheck {
+export class RestoreWatchdog extends PeriodicTask {
   private seen: { id: string; chunks: number; sinceMs: number } | null = null;
   private aborting = false;
 

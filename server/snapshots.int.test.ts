@@ -3,7 +3,7 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { removeDir, startServer, tempDataDir } from '../test/server-process.ts';
+import { removeDir, startServer, tempDataDir } from '../test/kit/server-process.ts';
 
 t.test('state is recovered from snapshot plus log after many writes', async (t) => {
   const dataDir = tempDataDir('konsul-snap-');

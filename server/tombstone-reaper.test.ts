@@ -3,7 +3,7 @@ import { KonsulFsm } from '../fsm/konsul-fsm.ts';
 import { encodeCommand } from '../fsm/commands.ts';
 import { RaftHost } from '../raft/host/raft-host.ts';
 import { LevelStorage } from '../raft/storage/level-storage.ts';
-import { removeDir, tempDataDir } from '../test/server-process.ts';
+import { removeDir, tempDataDir } from '../test/kit/server-process.ts';
 import { TombstoneReaper } from './tombstone-reaper.ts';
 
 t.test('the leader reaps tombstones once they are older than the TTL, and only those', async (t) => {

@@ -3,7 +3,7 @@
 // blocking wait) through the Raft log, so every server drops the same tombstones.
 import { encodeCommand } from '../fsm/commands.ts';
 import type { RaftHost } from '../raft/host/raft-host.ts';
-import { PeriodicCheck } from './periodic-check.ts';
+import { PeriodicTask } from '../agent/core/periodic-task.ts';
 
 export interface TombstoneReaperOptions {
   readonly raft: RaftHost;
@@ -13,7 +13,7 @@ export interface TombstoneReaperOptions {
   readonly onError?: (err: unknown) => void;
 }
 
-export class TombstoneReaper extends PeriodicCheck {
+export class TombstoneReaper extends PeriodicTask {
   private readonly options: TombstoneReaperOptions;
   /** (time, applied index) samples: the index that was current at a given time. */
   private samples: { atMs: number; index: number }[] = [];

@@ -43,7 +43,7 @@
 // - TTL: expires to critical with "TTL expired" or "TTL expired (last output before timeout
 //   follows): <output>"; ttlUpdate resets the TTL and truncates the output Consul's way.
 // - Check IDs are compared exactly (the caller folds case if it wants Consul's catalog semantics).
-import { formatGoDuration } from '../../fsm/state/go-duration.ts';
+import { formatGoDuration } from '../../lib/duration.ts';
 import {
   CheckDefinitionError,
   DEFAULT_NETWORK_TIMEOUT_MS,

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { parseCheckDefinition, validateCheckDefinition, type NormalizedCheck } from './definition.ts';
 import { decodeHealthCheckResponse, encodeHealthCheckRequest, servingStatusName } from './grpc-health-codec.ts';
-import { splitHostPort } from './go-errors.ts';
+import { tcpDialTarget } from './go-errors.ts';
 import { TailBuffer, truncateHead } from './output.ts';
 
 function ok(raw: unknown, options = {}): NormalizedCheck {
@@ -157,11 +157,11 @@ t.test('grpc.health.v1 codec', async (t) => {
   t.same([0, 1, 2, 3, 7].map(servingStatusName), ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN', '7']);
 });
 
-t.test('splitHostPort follows Go', async (t) => {
-  t.same(splitHostPort('127.0.0.1:80'), { host: '127.0.0.1', port: 80 });
-  t.same(splitHostPort('[::1]:443'), { host: '::1', port: 443 });
-  t.same(splitHostPort(':8080'), { host: 'localhost', port: 8080 });
-  t.same(splitHostPort('example.com'), { error: 'address example.com: missing port in address' });
-  t.same(splitHostPort('::1:80'), { error: 'address ::1:80: too many colons in address' });
-  t.same(splitHostPort('h:99999'), { error: 'address h:99999: invalid port' });
+t.test('tcpDialTarget follows Go', async (t) => {
+  t.same(tcpDialTarget('127.0.0.1:80'), { host: '127.0.0.1', port: 80 });
+  t.same(tcpDialTarget('[::1]:443'), { host: '::1', port: 443 });
+  t.same(tcpDialTarget(':8080'), { host: 'localhost', port: 8080 });
+  t.same(tcpDialTarget('example.com'), { error: 'address example.com: missing port in address' });
+  t.same(tcpDialTarget('::1:80'), { error: 'address ::1:80: too many colons in address' });
+  t.same(tcpDialTarget('h:99999'), { error: 'address h:99999: invalid port' });
 });

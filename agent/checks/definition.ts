@@ -13,7 +13,7 @@
 // - Interval below the minimum (Consul's MinInterval, 1 s) is raised to it by the runner, not refused.
 // - FailuresBeforeWarning defaults to FailuresBeforeCritical (agent.addCheck).
 // - OutputMaxSize: the agent's limit (4096 by default) unless the definition asks for less.
-import { parseGoDuration } from '../../fsm/state/go-duration.ts';
+import { parseGoDuration } from '../../lib/duration.ts';
 import { CHECK_STATUSES, type CheckStatus } from '../../fsm/state/catalog-commands.ts';
 
 export type { CheckStatus };

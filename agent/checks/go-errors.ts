@@ -1,6 +1,7 @@
 // Node's socket and TLS errors rendered as the Go errors Consul puts in a check's Output
 // ("dial tcp 127.0.0.1:80: connect: connection refused"), so tools and people reading outputs see
 // what Consul would show. Only the common cases are translated; anything else keeps Node's message.
+import { joinHostPort, parsePort, splitHostPort } from '../../lib/host-port.ts';
 
 interface NodeNetError extends Error {
   readonly code?: string;
@@ -8,10 +9,6 @@ interface NodeNetError extends Error {
   readonly port?: number;
   readonly hostname?: string;
   readonly syscall?: string;
-}
-
-function hostPort(host: string, port: number | string): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 const TLS_UNKNOWN_AUTHORITY = new Set([
@@ -28,7 +25,7 @@ const TLS_UNKNOWN_AUTHORITY = new Set([
  */
 export function goNetErrorText(err: unknown, target: string): string {
   const e = err as NodeNetError;
-  const addr = e.address !== undefined && e.port !== undefined ? hostPort(e.address, e.port) : target;
+  const addr = e.address !== undefined && e.port !== undefined ? joinHostPort(e.address, e.port) : target;
   switch (e.code) {
     case 'ECONNREFUSED':
       return `dial tcp ${addr}: connect: connection refused`;
@@ -62,25 +59,11 @@ export function goUrlErrorText(method: string, url: string, inner: string): stri
   return `${op} ${JSON.stringify(url)}: ${inner}`;
 }
 
-/** Splits "host:port" / "[v6]:port" as Go's net.SplitHostPort, with its error text. */
-export function splitHostPort(address: string): { host: string; port: number } | { error: string } {
-  const missing = { error: `address ${address}: missing port in address` };
-  let host: string;
-  let portText: string;
-  if (address.startsWith('[')) {
-    const end = address.indexOf(']');
-    if (end < 0) return { error: `address ${address}: missing ']' in address` };
-    host = address.slice(1, end);
-    if (address[end + 1] !== ':') return missing;
-    portText = address.slice(end + 2);
-  } else {
-    const colon = address.lastIndexOf(':');
-    if (colon < 0) return missing;
-    host = address.slice(0, colon);
-    if (host.includes(':')) return { error: `address ${address}: too many colons in address` };
-    portText = address.slice(colon + 1);
-  }
-  const port = Number(portText);
-  if (portText === '' || !Number.isInteger(port) || port < 0 || port > 65535) return { error: `address ${address}: invalid port` };
-  return { host: host === '' ? 'localhost' : host, port };
+/** What Go's TCP dialer reaches for "host:port" (net.SplitHostPort; an empty host is this machine), or its error text. */
+export function tcpDialTarget(address: string): { host: string; port: number } | { error: string } {
+  const split = splitHostPort(address);
+  if (!split.ok) return { error: split.error };
+  const port = parsePort(split.port);
+  if (port === null) return { error: `address ${address}: invalid port` };
+  return { host: split.host === '' ? 'localhost' : split.host, port };
 }

@@ -8,7 +8,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import t from 'tap';
 import { makeCa, makeCert, requireOpenssl } from '../../test/pki.ts';
-import { realRunner, sleep, SLACK_MS, waitFor } from './test-support.ts';
+import { nextResult, realRunner, SLACK_MS, waitFor } from './test-support.ts';
 
 async function startServer(health: HealthImplementation, credentials = ServerCredentials.createInsecure()): Promise<{ server: Server; port: number }> {
   const server = new Server();
@@ -30,17 +30,17 @@ t.test('grpc.health.v1: serving, not serving, unknown service, server gone', asy
   runner.add({ Name: 'orders', GRPC: `${addr}/pkg.Orders`, Interval: '150ms', Timeout: '5s', FailuresBeforeCritical: 2 });
   runner.add({ Name: 'billing', GRPC: `${addr}/pkg.Billing`, Interval: '150ms', Timeout: '5s' });
   runner.add({ Name: 'missing', GRPC: `${addr}/pkg.Nope`, Interval: '150ms', Timeout: '5s' });
-  await waitFor('all results', () => runner.checkIds().every((id) => runner.history(id).length > 0), 15_000);
+  await waitFor(() => runner.checkIds().every((id) => runner.history(id).length > 0), { what: 'all results', timeoutMs: 15_000 });
   t.same([runner.status('whole')?.status, runner.status('whole')?.output], ['passing', `gRPC check ${addr}: success`]);
   t.same([runner.status('orders')?.status, runner.status('orders')?.output], ['passing', `gRPC check ${addr}/pkg.Orders: success`]);
   t.same([runner.status('billing')?.status, runner.status('billing')?.output], ['critical', `gRPC ${addr}/pkg.Billing serving status: NOT_SERVING`]);
   t.same([runner.status('missing')?.status, runner.status('missing')?.output], ['critical', 'rpc error: code = NotFound desc = Health status unknown for service pkg.Nope']);
 
   // The service stops serving: critical after two failed probes.
-  await sleep(100);
+  await nextResult(runner, 'orders');
   const flippedAt = Date.now();
   health.setStatus('pkg.Orders', 'NOT_SERVING');
-  await waitFor('orders critical', () => runner.status('orders')?.status === 'critical', 5000);
+  await waitFor(() => runner.status('orders')?.status === 'critical', { what: 'orders critical', timeoutMs: 5000 });
   const elapsed = Date.now() - flippedAt;
   t.ok(elapsed <= 150 * 2 + SLACK_MS, `orders critical ${elapsed} ms after NOT_SERVING (150 ms × 2)`);
   t.same(
@@ -56,7 +56,7 @@ t.test('grpc.health.v1: serving, not serving, unknown service, server gone', asy
   );
   t.equal(runner.status('orders')?.output, `gRPC ${addr}/pkg.Orders serving status: NOT_SERVING`);
   health.setStatus('pkg.Orders', 'SERVING');
-  await waitFor('orders passing again', () => runner.status('orders')?.status === 'passing', 5000);
+  await waitFor(() => runner.status('orders')?.status === 'passing', { what: 'orders passing again', timeoutMs: 5000 });
   t.same(
     results.filter((r) => r.checkId === 'orders').map((r) => r.status),
     ['passing', 'critical', 'passing'],
@@ -65,7 +65,7 @@ t.test('grpc.health.v1: serving, not serving, unknown service, server gone', asy
   // The server goes away: critical with the RPC error.
   const downAt = Date.now();
   server.forceShutdown();
-  await waitFor('whole critical', () => runner.status('whole')?.status === 'critical', 3000);
+  await waitFor(() => runner.status('whole')?.status === 'critical', { what: 'whole critical', timeoutMs: 3000 });
   const downFor = Date.now() - downAt;
   t.ok(downFor <= 150 + SLACK_MS, `critical ${downFor} ms after shutdown: within an interval (FailuresBeforeCritical 0)`);
   t.match(runner.status('whole')?.output, /^rpc error: code = Unavailable desc = /);
@@ -87,7 +87,7 @@ t.test('a hung gRPC server times out with DeadlineExceeded', async (t) => {
     silent.close();
   });
   runner.add({ Name: 'silent', GRPC: `127.0.0.1:${port}`, Interval: '100ms', Timeout: '400ms' });
-  await waitFor('a result', () => runner.history('silent').length > 0, 3000);
+  await waitFor(() => runner.history('silent').length > 0, { what: 'a result', timeoutMs: 3000 });
   t.same([runner.status('silent')?.status, runner.status('silent')?.output], ['critical', 'rpc error: code = DeadlineExceeded desc = context deadline exceeded']);
 });
 
@@ -111,7 +111,7 @@ t.test('GRPCUseTLS with a self-signed certificate', async (t) => {
   runner.add({ Name: 'verify', GRPC: addr, GRPCUseTLS: true, Interval: '200ms', Timeout: '5s' });
   runner.add({ Name: 'plaintext', GRPC: addr, Interval: '200ms', Timeout: '5s' });
   withCa.runner.add({ Name: 'ca', GRPC: addr, GRPCUseTLS: true, TLSServerName: 'grpc.konsul.test', Interval: '200ms', Timeout: '5s' });
-  await waitFor('results', () => ['skip', 'verify', 'plaintext'].every((id) => runner.history(id).length > 0) && withCa.runner.history('ca').length > 0, 15_000);
+  await waitFor(() => ['skip', 'verify', 'plaintext'].every((id) => runner.history(id).length > 0) && withCa.runner.history('ca').length > 0, { what: 'results', timeoutMs: 15_000 });
   t.same([runner.status('skip')?.status, runner.status('skip')?.output], ['passing', `gRPC check ${addr}: success`]);
   t.equal(runner.status('verify')?.status, 'critical', 'an unknown authority is refused without TLSSkipVerify');
   t.match(runner.status('verify')?.output, /^rpc error: code = Unavailable desc = /);

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { makeCa, makeCert, requireOpenssl } from '../../test/pki.ts';
-import { realRunner, sleep, SLACK_MS, waitFor } from './test-support.ts';
+import { nextResult, realRunner, SLACK_MS, waitFor } from './test-support.ts';
 
 interface Seen {
   method: string;
@@ -102,7 +102,7 @@ t.test('HTTP checks against a real server', async (t) => {
   add('bad-scheme', { HTTP: `ftp://127.0.0.1:${port}/` });
 
   const ids = runner.checkIds();
-  await waitFor('every check to report', () => ids.every((id) => runner.history(id).length > 0));
+  await waitFor(() => ids.every((id) => runner.history(id).length > 0), { what: 'every check to report' });
   const status = (id: string) => runner.status(id);
   t.same(status('ok'), { status: 'passing', output: `HTTP GET ${base}/ok: 200 OK Output: all good`, criticalSinceMs: undefined });
   t.same([status('created')?.status, status('created')?.output], ['passing', `HTTP GET ${base}/created: 201 Created Output: made`]);
@@ -134,7 +134,7 @@ t.test('header overrides: User-Agent, Accept and Host', async (t) => {
     await close(server);
   });
   runner.add({ Name: 'h', HTTP: `http://127.0.0.1:${port}/ok`, Interval: '1s', Header: { 'user-agent': ['probe/1'], Accept: ['application/json'], Host: ['api.example'], 'X-Multi': ['a', 'b'] } });
-  await waitFor('a request', () => seen.length > 0);
+  await waitFor(() => seen.length > 0, { what: 'a request' });
   t.equal(seen[0]!.headers['user-agent'], 'probe/1');
   t.equal(seen[0]!.headers['accept'], 'application/json');
   t.equal(seen[0]!.headers['host'], 'api.example');
@@ -152,7 +152,7 @@ t.test('output keeps the last 4 KiB of a large body, or OutputMaxSize', async (t
   const url = `http://127.0.0.1:${port}/large`;
   runner.add({ Name: 'large', HTTP: url, Interval: '1s' });
   runner.add({ Name: 'small', HTTP: url, Interval: '1s', OutputMaxSize: 10 });
-  await waitFor('both checks', () => runner.history('large').length > 0 && runner.history('small').length > 0);
+  await waitFor(() => runner.history('large').length > 0 && runner.history('small').length > 0, { what: 'both checks' });
   const prefix = `HTTP GET ${url}: 200 OK Output: `;
   t.equal(runner.status('large')?.output, prefix + 'A'.repeat(93) + 'B'.repeat(4000) + 'END');
   t.equal(runner.status('large')!.output.length - prefix.length, 4096);
@@ -172,7 +172,7 @@ t.test('timeouts: a hung server and a stalled body, without delaying another che
   runner.add({ Name: 'slow-body', HTTP: `${base}/slow-body`, Interval: '100ms', Timeout: '1500ms' });
   runner.add({ Name: 'ok', HTTP: `${base}/ok`, Interval: '100ms', Timeout: '5s' });
   const started = Date.now();
-  await waitFor('the hung check to time out', () => runner.history('hang').length > 0, 10_000);
+  await waitFor(() => runner.history('hang').length > 0, { what: 'the hung check to time out', timeoutMs: 10_000 });
   const hungFor = Date.now() - started;
   t.ok(hungFor >= 2900, `the hung probe ran to its timeout (${hungFor} ms)`);
   t.same([runner.status('hang')?.status, runner.status('hang')?.output], ['critical', `Get "${base}/hang": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`]);
@@ -193,11 +193,11 @@ t.test('a server that goes down turns critical within interval × failures', asy
   t.teardown(() => runner.stop());
   const url = `http://127.0.0.1:${port}/ok`;
   runner.add({ Name: 'web', HTTP: url, Interval: '200ms', Timeout: '5s', FailuresBeforeCritical: 3 });
-  await waitFor('passing', () => runner.status('web')?.status === 'passing');
-  await sleep(250);
+  await waitFor(() => runner.status('web')?.status === 'passing', { what: 'passing' });
+  await nextResult(runner, 'web');
   const downAt = Date.now();
   await close(server);
-  await waitFor('critical', () => runner.status('web')?.status === 'critical', 5000);
+  await waitFor(() => runner.status('web')?.status === 'critical', { what: 'critical', timeoutMs: 5000 });
   const elapsed = Date.now() - downAt;
   t.ok(elapsed <= 200 * 3 + SLACK_MS, `critical ${elapsed} ms after the server closed (interval 200 ms × 3 failures)`);
   t.ok(elapsed >= 200 * 2, `not before the third failure (${elapsed} ms)`);
@@ -238,7 +238,7 @@ t.test('HTTPS with a self-signed certificate: TLSSkipVerify', async (t) => {
   runner.add({ Name: 'skip', HTTP: url, Interval: '200ms', TLSSkipVerify: true });
   withCa.runner.add({ Name: 'ca-name', HTTP: url, Interval: '200ms', TLSServerName: 'web.konsul.test' });
   withCa.runner.add({ Name: 'ca-wrong-name', HTTP: url, Interval: '200ms', TLSServerName: 'other.konsul.test' });
-  await waitFor('results', () => ['verify', 'skip'].every((id) => runner.history(id).length > 0) && ['ca-name', 'ca-wrong-name'].every((id) => withCa.runner.history(id).length > 0));
+  await waitFor(() => ['verify', 'skip'].every((id) => runner.history(id).length > 0) && ['ca-name', 'ca-wrong-name'].every((id) => withCa.runner.history(id).length > 0), { what: 'results' });
   t.same([runner.status('verify')?.status, runner.status('verify')?.output], ['critical', `Get "${url}": tls: failed to verify certificate: x509: certificate signed by unknown authority`]);
   t.same([runner.status('skip')?.status, runner.status('skip')?.output], ['passing', `HTTP GET ${url}: 200 OK Output: all good`]);
   t.equal(withCa.runner.status('ca-name')?.status, 'passing', 'the agent CA and TLSServerName verify the certificate');

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { realRunner, sleep, SLACK_MS, waitFor } from './test-support.ts';
+import { nextResult, realRunner, SLACK_MS, waitFor } from './test-support.ts';
 
 function alive(pid: number): boolean {
   try {
@@ -25,7 +25,7 @@ t.test('exit codes: 0 passing, 1 warning, anything else critical; stdout and std
   sh('signal', 'kill -9 $$');
   runner.add({ Name: 'missing', Args: ['/nonexistent/check-binary'], Interval: '200ms' });
   runner.add({ Name: 'not-in-path', Args: ['konsul-no-such-command'], Interval: '200ms' });
-  await waitFor('every result', () => runner.checkIds().every((id) => runner.history(id).length > 0), 20_000);
+  await waitFor(() => runner.checkIds().every((id) => runner.history(id).length > 0), { what: 'every result', timeoutMs: 20_000 });
   t.same([runner.status('zero')?.status, runner.status('zero')?.output], ['passing', 'fine\nalso\n']);
   t.same([runner.status('one')?.status, runner.status('one')?.output], ['warning', 'degraded\n']);
   t.same([runner.status('two')?.status, runner.status('two')?.output], ['critical', 'broken\n']);
@@ -38,7 +38,7 @@ t.test('arguments are passed without a shell', async (t) => {
   const { runner } = realRunner({ enableScriptChecks: true });
   t.teardown(() => runner.stop());
   runner.add({ Name: 'args', Args: ['printf', '%s|', 'a b', '$HOME', '; exit 2'], Interval: '1s' });
-  await waitFor('a result', () => runner.history('args').length > 0);
+  await waitFor(() => runner.history('args').length > 0, { what: 'a result' });
   t.same([runner.status('args')?.status, runner.status('args')?.output], ['passing', 'a b|$HOME|; exit 2|']);
 });
 
@@ -48,7 +48,7 @@ t.test('output over 4 KiB keeps the tail with Consul note', async (t) => {
   // 5000 'x' then "END": 5003 bytes.
   runner.add({ Name: 'big', Args: ['sh', '-c', "head -c 5000 /dev/zero | tr '\\0' x; printf END"], Interval: '1s' });
   runner.add({ Name: 'capped', Args: ['sh', '-c', 'printf 0123456789abcdef'], Interval: '1s', OutputMaxSize: 6 });
-  await waitFor('results', () => runner.history('big').length > 0 && runner.history('capped').length > 0);
+  await waitFor(() => runner.history('big').length > 0 && runner.history('capped').length > 0, { what: 'results' });
   t.equal(runner.status('big')?.output, `Captured 4096 of 5003 bytes\n...\n${'x'.repeat(4093)}END`);
   t.equal(runner.status('capped')?.output, 'Captured 6 of 16 bytes\n...\nabcdef');
 });
@@ -69,7 +69,7 @@ t.test('a timeout kills the process group and reports critical at once', async (
     FailuresBeforeCritical: 5,
   });
   runner.add({ Name: 'quick', Args: ['true'], Interval: '100ms' });
-  await waitFor('the timeout', () => runner.history('slow').length > 0, 4000);
+  await waitFor(() => runner.history('slow').length > 0, { what: 'the timeout', timeoutMs: 4000 });
   t.same(
     [runner.status('slow')?.status, runner.status('slow')?.output],
     ['critical', 'Timed out (300ms) running check\n\nstarted\n'],
@@ -77,7 +77,7 @@ t.test('a timeout kills the process group and reports critical at once', async (
   );
   t.ok(existsSync(pidFile));
   const grandchild = Number(readFileSync(pidFile, 'utf8'));
-  await waitFor('the grandchild to die', () => !alive(grandchild), 2000);
+  await waitFor(() => !alive(grandchild), { what: 'the grandchild to die', timeoutMs: 2000 });
   t.notOk(alive(grandchild), `grandchild ${grandchild} killed with its group`);
   t.ok(runner.history('quick').length >= 3, 'the quick script kept running meanwhile');
   t.same(
@@ -94,11 +94,11 @@ t.test('a target that goes down turns critical within interval × failures', asy
   const { runner } = realRunner({ enableScriptChecks: true });
   t.teardown(() => runner.stop());
   runner.add({ Name: 'flag', Args: ['sh', '-c', `test -e ${flag} || exit 2`], Interval: '150ms', FailuresBeforeCritical: 3 });
-  await waitFor('passing', () => runner.status('flag')?.status === 'passing');
-  await sleep(200);
+  await waitFor(() => runner.status('flag')?.status === 'passing', { what: 'passing' });
+  await nextResult(runner, 'flag');
   const downAt = Date.now();
   unlinkSync(flag);
-  await waitFor('critical', () => runner.status('flag')?.status === 'critical', 5000);
+  await waitFor(() => runner.status('flag')?.status === 'critical', { what: 'critical', timeoutMs: 5000 });
   const elapsed = Date.now() - downAt;
   t.ok(elapsed <= 150 * 3 + SLACK_MS, `critical ${elapsed} ms after the flag went (150 ms × 3)`);
   t.ok(elapsed >= 150 * 2, `only at the third failure (${elapsed} ms)`);

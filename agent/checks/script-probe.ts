@@ -5,7 +5,7 @@
 // line), bypassing the thresholds as Consul's Notify does; a command that cannot start is critical
 // at once too. The probe settles only when the child is gone, so runs never overlap.
 import { spawn } from 'node:child_process';
-import { formatGoDuration } from '../../fsm/state/go-duration.ts';
+import { formatGoDuration } from '../../lib/duration.ts';
 import { TailBuffer } from './output.ts';
 import { timedOut, type ProbeContext, type ProbeResult } from './probe.ts';
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import t from 'tap';
 import { makeCa, makeCert, requireOpenssl } from '../../test/pki.ts';
-import { realRunner, sleep, SLACK_MS, waitFor } from './test-support.ts';
+import { nextResult, realRunner, SLACK_MS, waitFor } from './test-support.ts';
 
 async function listen(server: net.Server): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -34,12 +34,12 @@ t.test('a listener passes, and turns critical within interval × failures once c
   const { runner, results } = realRunner();
   t.teardown(() => runner.stop());
   runner.add({ Name: 'db', TCP: address, Interval: '150ms', Timeout: '5s', FailuresBeforeCritical: 2 });
-  await waitFor('passing', () => runner.status('db')?.status === 'passing');
+  await waitFor(() => runner.status('db')?.status === 'passing', { what: 'passing' });
   t.equal(runner.status('db')?.output, `TCP connect ${address}: Success`);
-  await sleep(200);
+  await nextResult(runner, 'db');
   const downAt = Date.now();
   await closeServer();
-  await waitFor('critical', () => runner.status('db')?.status === 'critical', 5000);
+  await waitFor(() => runner.status('db')?.status === 'critical', { what: 'critical', timeoutMs: 5000 });
   const elapsed = Date.now() - downAt;
   t.ok(elapsed <= 150 * 2 + SLACK_MS, `critical ${elapsed} ms after the listener closed (150 ms × 2)`);
   t.equal(runner.status('db')?.output, `dial tcp ${address}: connect: connection refused`);
@@ -63,14 +63,14 @@ t.test('a listener passes, and turns critical within interval × failures once c
   const closeAgain = tracked(again);
   t.teardown(closeAgain);
   await new Promise<void>((resolve) => again.listen(port, '127.0.0.1', resolve));
-  await waitFor('passing again', () => runner.status('db')?.status === 'passing', 2000);
+  await waitFor(() => runner.status('db')?.status === 'passing', { what: 'passing again', timeoutMs: 2000 });
 });
 
 t.test('an address without a port fails at once with Go text', async (t) => {
   const { runner } = realRunner();
   t.teardown(() => runner.stop());
   runner.add({ Name: 'no-port', TCP: 'localhost', Interval: '1s' });
-  await waitFor('a result', () => runner.history('no-port').length > 0);
+  await waitFor(() => runner.history('no-port').length > 0, { what: 'a result' });
   t.same([runner.status('no-port')?.status, runner.status('no-port')?.output], ['critical', 'dial tcp: address localhost: missing port in address']);
 });
 
@@ -97,7 +97,7 @@ t.test('TCPUseTLS: the handshake must complete', async (t) => {
   runner.add({ Name: 'tls-skip', TCP: `127.0.0.1:${port}`, TCPUseTLS: true, TLSSkipVerify: true, Interval: '1s' });
   runner.add({ Name: 'tls-verify', TCP: `127.0.0.1:${port}`, TCPUseTLS: true, Interval: '1s' });
   runner.add({ Name: 'tls-to-plain', TCP: `127.0.0.1:${plainPort}`, TCPUseTLS: true, TLSSkipVerify: true, Interval: '1s', Timeout: '500ms' });
-  await waitFor('results', () => ['tls-skip', 'tls-verify', 'tls-to-plain'].every((id) => runner.history(id).length > 0), 10_000);
+  await waitFor(() => ['tls-skip', 'tls-verify', 'tls-to-plain'].every((id) => runner.history(id).length > 0), { what: 'results', timeoutMs: 10_000 });
   t.same(runner.status('tls-skip'), { status: 'passing', output: `TCP+TLS connect 127.0.0.1:${port}: Success`, criticalSinceMs: runner.status('tls-skip')?.criticalSinceMs });
   t.same([runner.status('tls-verify')?.status, runner.status('tls-verify')?.output], ['critical', 'tls: failed to verify certificate: x509: certificate signed by unknown authority']);
   t.same([runner.status('tls-to-plain')?.status, runner.status('tls-to-plain')?.output], ['critical', 'tls: DialWithDialer timed out']);
@@ -126,7 +126,7 @@ t.test('many checks are staggered over their interval instead of firing together
   });
   const start = Date.now();
   for (let i = 0; i < 40; i++) runner.add({ Name: `c${i}`, TCP: `127.0.0.1:${port}`, Interval: '1s' });
-  await waitFor('every first probe', () => runner.checkIds().every((id) => runner.history(id).length > 0), 3000);
+  await waitFor(() => runner.checkIds().every((id) => runner.history(id).length > 0), { what: 'every first probe', timeoutMs: 3000 });
   const first = connectionTimes.slice(0, 40).map((ms) => ms - start);
   const buckets = new Array<number>(10).fill(0);
   for (const ms of first) buckets[Math.min(9, Math.floor(ms / 100))]!++;

@@ -4,12 +4,12 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { TcpCheckTarget } from './definition.ts';
-import { goNetErrorText, splitHostPort } from './go-errors.ts';
+import { goNetErrorText, tcpDialTarget } from './go-errors.ts';
 import { timedOut, type ProbeContext, type ProbeResult } from './probe.ts';
 
 export function tcpProbe(target: TcpCheckTarget, ctx: ProbeContext): Promise<ProbeResult> {
   const address = target.address;
-  const split = splitHostPort(address);
+  const split = tcpDialTarget(address);
   if ('error' in split) return Promise.resolve({ status: 'critical', output: `dial tcp: ${split.error}` });
   const label = target.useTls ? 'TCP+TLS' : 'TCP';
   return new Promise((resolve) => {

@@ -1,6 +1,9 @@
 // Helpers shared by the checks' integration tests (not shipped code: imported only by *.test.ts).
 import { CheckRunner, type CheckRunnerOptions } from './check-runner.ts';
 import type { CheckStatus } from './definition.ts';
+import { waitFor } from '../../test/kit/wait.ts';
+
+export { waitFor } from '../../test/kit/wait.ts';
 
 export interface RecordedResult {
   readonly checkId: string;
@@ -20,16 +23,6 @@ export function realRunner(options: Partial<CheckRunnerOptions> = {}): { runner:
   return { runner, results };
 }
 
-/** Polls until `predicate` holds; fails with `what` after `timeoutMs`. Answers the elapsed time. */
-export async function waitFor(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<number> {
-  const start = Date.now();
-  while (!predicate()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  return Date.now() - start;
-}
-
 /**
  * Wall-clock slack for "critical within interval × failures": the interval runs from the end of each
  * probe and timers fire late on a loaded machine (CI runs test files in parallel on 2 cores). The
@@ -37,6 +30,8 @@ export async function waitFor(what: string, predicate: () => boolean, timeoutMs 
  */
 export const SLACK_MS = 1000;
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits for the next probe of `checkId` to finish (its history gets a new last record). */
+export async function nextResult(runner: CheckRunner, checkId: string): Promise<void> {
+  const last = runner.history(checkId).at(-1);
+  await waitFor(() => runner.history(checkId).at(-1) !== last, { what: `another result of ${checkId}`, timeoutMs: 5000 });
 }

@@ -1,38 +1,22 @@
 // konsulctl catalog / services / health end to end: the real CLI (bin/konsulctl.js) against a real
-// Konsul dev server, checking outputs and exit statuses.
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+// Konsul server, checking outputs and exit statuses.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { removeDir, startServer, type ServerProcess } from '../../test/server-process.ts';
+import { konsulctl, type CliResult } from '../../test/kit/cli.ts';
+import { startInProcessServer, type InProcessServer } from '../../test/kit/in-process-server.ts';
 
-const konsulctl = fileURLToPath(new URL('../../bin/konsulctl.js', import.meta.url));
-let server: ServerProcess;
+// The server runs in this process (test/kit/in-process-server.ts); konsulctl is the real program.
+let server: InProcessServer;
 
 t.before(async () => {
-  server = await startServer({ node: 'cli-cat' });
+  server = await startInProcessServer({ config: { nodeName: 'cli-cat' }, listen: true });
 });
 
-t.teardown(async () => {
-  await server.stop();
-  removeDir(server.dataDir);
-});
+t.teardown(() => server.stop());
 
-async function run(args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, KONSUL_HTTP_ADDR: server.url };
-  // tap's loader in NODE_OPTIONS would slow every start-up for nothing.
-  delete env['NODE_OPTIONS'];
-  delete env['CONSUL_HTTP_ADDR'];
-  const child = spawn(process.execPath, [konsulctl, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdin.end(input);
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+function run(args: string[], input = ''): Promise<CliResult> {
+  return konsulctl(server.url, args, { input });
 }
 
 t.test('services register (flags), catalog services|nodes, health', async (t) => {
@@ -63,7 +47,7 @@ t.test('services register (flags), catalog services|nodes, health', async (t) =>
 });
 
 t.test('services register|deregister from a definition file', async (t) => {
-  const file = join(server.dataDir, 'services.json');
+  const file = join(server.config.dataDir, 'services.json');
   writeFileSync(file, JSON.stringify({ services: [{ name: 'api', port: 9000, tags: ['a'] }, { Name: 'worker', ID: 'worker-7' }] }));
   let r = await run(['services', 'register', file]);
   t.equal(r.code, 0, r.stderr);

@@ -7,7 +7,7 @@ import { Command, CommanderError } from 'commander';
 import t, { type Test } from 'tap';
 import { UsageError } from '../args.ts';
 import { CliError } from '../http-client.ts';
-import { parseJsonLossless } from '../lossless-json.ts';
+import { parseJsonLossless } from '../../lib/lossless-json.ts';
 import {
   Fields,
   formatPeers,
@@ -18,8 +18,8 @@ import {
   readPeers,
   readStats,
   readStatus,
-  registerClusterCommands,
-} from './cluster.ts';
+} from './cluster-actions.ts';
+import { registerClusterCommands } from './cluster.ts';
 
 const STATUS_JSON = JSON.stringify({
   ID: 'n1', Address: '10.0.0.1:8300', HTTPAddress: '10.0.0.1:8500', Role: 'Follower',

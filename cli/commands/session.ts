@@ -1,74 +1,8 @@
 // `konsulctl session ...`: create, list, info, renew and destroy sessions (/v1/session). Consul has
 // no `consul session` command; the output formats are Konsul's, documented in each command's help.
 import { Option, type Command } from 'commander';
-import { UsageError } from '../args.ts';
-import { clientFor, handleErrors, writeStdout } from '../command-support.ts';
-import { CliError, encodePathSegments, type KonsulClient } from '../http-client.ts';
-import { formatGoDuration } from '../../fsm/state/go-duration.ts';
-
-/** A session as /v1/session answers it. */
-export interface SessionJson {
-  ID: string;
-  Name: string;
-  Node: string;
-  LockDelay: number;
-  Behavior: string;
-  TTL: string;
-  NodeChecks: string[] | null;
-  ServiceChecks: { ID: string; Namespace?: string }[] | null;
-  Checks?: string[];
-  CreateIndex: number;
-  ModifyIndex: number;
-}
-
-interface CreateOptions {
-  name?: string;
-  node?: string;
-  ttl?: string;
-  lockDelay?: string;
-  behavior?: string;
-  nodeCheck?: string[];
-  serviceCheck?: string[];
-  checks: boolean;
-}
-
-interface ListOptions {
-  node?: string;
-  format: 'table' | 'json';
-}
-
-interface InfoOptions {
-  format: 'table' | 'json';
-}
-
-const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
-
-/** The body of PUT /v1/session/create for the options given; only what the user set. */
-export function createBody(options: { name?: string; node?: string; ttl?: string; lockDelay?: string; behavior?: string; nodeCheck?: string[]; serviceCheck?: string[]; checks?: boolean }): Record<string, unknown> {
-  const body: Record<string, unknown> = {};
-  if (options.name !== undefined) body['Name'] = options.name;
-  if (options.node !== undefined) body['Node'] = options.node;
-  if (options.ttl !== undefined) body['TTL'] = options.ttl;
-  if (options.lockDelay !== undefined) body['LockDelay'] = options.lockDelay;
-  if (options.behavior !== undefined) body['Behavior'] = options.behavior;
-  if (options.checks === false) {
-    // Consul: an empty Checks list removes the default serfHealth binding.
-    body['Checks'] = [];
-    body['NodeChecks'] = [];
-  } else if (options.nodeCheck !== undefined) {
-    body['NodeChecks'] = options.nodeCheck;
-  }
-  if (options.serviceCheck !== undefined) body['ServiceChecks'] = options.serviceCheck.map((id) => ({ ID: id }));
-  return body;
-}
-
-/** PUT /v1/session/create; answers the new session's ID. */
-export async function createSession(client: KonsulClient, body: Record<string, unknown>): Promise<string> {
-  const response = await client.put('/v1/session/create', { body: JSON.stringify(body), contentType: 'application/json' });
-  const answer = response.json() as { ID?: unknown } | null;
-  if (typeof answer?.ID !== 'string') throw new CliError('Konsul answered /v1/session/create without an ID');
-  return answer.ID;
-}
+import { collect } from '../args.ts';
+import { lazyAction } from './lazy-action.ts';
 
 export function registerSessionCommands(program: Command): void {
   const session = program
@@ -88,11 +22,7 @@ export function registerSessionCommands(program: Command): void {
     .addHelpText('after', `
 Output: the new session's ID, then a newline.
 `)
-    .action(handleErrors(async (options: CreateOptions, command: Command) => {
-      if (options.checks === false && options.nodeCheck !== undefined) throw new UsageError('--node-check cannot be combined with --no-checks');
-      const id = await createSession(clientFor(command), createBody(options));
-      await writeStdout(`${id}\n`);
-    }));
+    .action(lazyAction(() => import('./session-actions.ts'), (m) => m.runSessionCreate));
 
   session.command('list')
     .description('list the sessions, of every node or of one (GET /v1/session/list, /v1/session/node/:node)')
@@ -104,12 +34,7 @@ Output (table): a header line, then one line per session, in ID order:
 with LockDelay as a duration, Checks comma-separated (node checks, then service checks); an empty
 field is "-" and no field contains spaces. --format json prints the server's answer.
 `)
-    .action(handleErrors(async (options: ListOptions, command: Command) => {
-      const path = options.node !== undefined ? `/v1/session/node/${encodePathSegments(options.node)}` : '/v1/session/list';
-      if (options.node === '') throw new UsageError('--node must not be empty');
-      const sessions = readSessions((await clientFor(command).get(path)).json(), path);
-      await writeStdout(options.format === 'json' ? `${JSON.stringify(sessions, null, 2)}\n` : formatSessionTable(sessions));
-    }));
+    .action(lazyAction(() => import('./session-actions.ts'), (m) => m.runSessionList));
 
   session.command('info')
     .description('print one session (GET /v1/session/info/:id)')
@@ -119,13 +44,7 @@ field is "-" and no field contains spaces. --format json prints the server's ans
 Output: as \`session list\` for this one session. An unknown session prints 'konsulctl: no session
 "<id>"' on stderr and exits 1.
 `)
-    .action(handleErrors(async (id: string, options: InfoOptions, command: Command) => {
-      if (id === '') throw new UsageError('the session ID must not be empty');
-      const path = `/v1/session/info/${encodeURIComponent(id)}`;
-      const sessions = readSessions((await clientFor(command).get(path)).json(), path);
-      if (sessions.length === 0) throw new CliError(`no session ${JSON.stringify(id)}`);
-      await writeStdout(options.format === 'json' ? `${JSON.stringify(sessions[0], null, 2)}\n` : formatSessionTable(sessions));
-    }));
+    .action(lazyAction(() => import('./session-actions.ts'), (m) => m.runSessionInfo));
 
   session.command('renew')
     .description('renew a session\'s TTL (PUT /v1/session/renew/:id)')
@@ -134,14 +53,7 @@ Output: as \`session list\` for this one session. An unknown session prints 'kon
 Output: "Renewed session <id> (TTL <ttl>)". An unknown (or expired) session prints 'konsulctl: no
 session "<id>"' on stderr and exits 1.
 `)
-    .action(handleErrors(async (id: string, _options: unknown, command: Command) => {
-      if (id === '') throw new UsageError('the session ID must not be empty');
-      const path = `/v1/session/renew/${encodeURIComponent(id)}`;
-      const response = await clientFor(command).put(path, { acceptStatuses: [404] });
-      if (response.status === 404) throw new CliError(`no session ${JSON.stringify(id)}`);
-      const [renewed] = readSessions(response.json(), path);
-      await writeStdout(`Renewed session ${id} (TTL ${renewed?.TTL || 'none'})\n`);
-    }));
+    .action(lazyAction(() => import('./session-actions.ts'), (m) => m.runSessionRenew));
 
   session.command('destroy')
     .description('destroy a session, releasing (or deleting) the keys it locks (PUT /v1/session/destroy/:id)')
@@ -149,37 +61,5 @@ session "<id>"' on stderr and exits 1.
     .addHelpText('after', `
 Output: "Destroyed session <id>". Destroying an unknown session succeeds too, as in Consul.
 `)
-    .action(handleErrors(async (id: string, _options: unknown, command: Command) => {
-      if (id === '') throw new UsageError('the session ID must not be empty');
-      await clientFor(command).put(`/v1/session/destroy/${encodeURIComponent(id)}`);
-      await writeStdout(`Destroyed session ${id}\n`);
-    }));
-}
-
-export function readSessions(value: unknown, path: string): SessionJson[] {
-  if (!Array.isArray(value)) throw new CliError(`Konsul answered ${path} with something other than a JSON array`);
-  return value.map((item) => {
-    const s = item as Partial<SessionJson> | null;
-    if (typeof s !== 'object' || s === null || typeof s.ID !== 'string' || typeof s.Node !== 'string') {
-      throw new CliError(`Konsul answered ${path} with something other than sessions`);
-    }
-    return s as SessionJson;
-  });
-}
-
-/** Aligned columns; empty cells are "-" and whitespace becomes "_", so each line splits into 7 fields. */
-export function formatSessionTable(sessions: readonly SessionJson[]): string {
-  const header = ['ID', 'Name', 'Node', 'TTL', 'Behavior', 'LockDelay', 'Checks'];
-  const rows = sessions.map((s) => [
-    s.ID,
-    s.Name,
-    s.Node,
-    s.TTL,
-    s.Behavior,
-    typeof s.LockDelay === 'number' ? formatGoDuration(s.LockDelay) : String(s.LockDelay),
-    [...(s.Checks ?? []), ...(s.NodeChecks ?? []), ...(s.ServiceChecks ?? []).map((c) => c.ID)].join(','),
-  ]);
-  const cells = [header, ...rows].map((row) => row.map((v) => (v.trim() === '' ? '-' : v.trim().replace(/\s+/g, '_'))));
-  const widths = header.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
-  return cells.map((row) => row.map((v, i) => (i === row.length - 1 ? v : v.padEnd(widths[i]! + 2))).join('').trimEnd() + '\n').join('');
+    .action(lazyAction(() => import('./session-actions.ts'), (m) => m.runSessionDestroy));
 }

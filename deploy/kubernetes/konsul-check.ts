@@ -11,7 +11,8 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import { konsulProgram } from '../../cli/konsul.ts';
-import { isWildcard, mergeConfig, parseHostPort, readConfigFile, type HostPort, type ServerConfig } from '../../server/config.ts';
+import { flagLayer } from '../../plugins/settings.ts';
+import { isWildcard, mergeConfig, parseHostPort, readConfigFile, SERVER_SETTINGS, type HostPort, type ServerConfig } from '../../server/config.ts';
 import { arr, containerPorts, find, kindOf, nameOf, obj, objs, podSpec, selects, podLabels, str, where, workloads, type Manifest, type Obj } from './manifest-check.ts';
 
 /** The namespace kustomization.yaml deploys into (the DNS names are checked against it). */
@@ -146,7 +147,8 @@ export async function checkKonsul(ms: readonly Manifest[]): Promise<KonsulCheck>
   if ('missing' in parsed) sp(parsed.missing);
   const opts = 'opts' in parsed ? parsed.opts : {};
   let config: ServerConfig | undefined;
-  const configPath = str(opts.config);
+  // --config repeats (cli/konsul.ts); the manifests give one.
+  const configPath = arr(opts.config).map(String).at(-1);
   if (configPath === undefined) sp('no --config: the ConfigMap is not used');
   else {
     const file = mountedConfigMapFile(ms, server, configPath);
@@ -156,19 +158,8 @@ export async function checkKonsul(ms: readonly Manifest[]): Promise<KonsulCheck>
       try {
         writeFileSync(join(dir, 'server.json'), file.text);
         const fromFile = readConfigFile(join(dir, 'server.json'));
-        const retryJoin = arr(opts.retryJoin).map(String);
-        config = mergeConfig(fromFile, {
-          nodeName: str(opts.node),
-          dataDir: str(opts.dataDir),
-          datacenter: str(opts.datacenter),
-          httpAddr: opts.httpAddr as HostPort | undefined,
-          rpcAddr: opts.rpcAddr as HostPort | undefined,
-          rpcAdvertise: str(opts.rpcAdvertise),
-          bootstrapExpect: opts.bootstrapExpect as number | undefined,
-          retryJoin: retryJoin.length > 0 ? retryJoin : undefined,
-          logLevel: opts.logLevel as ServerConfig['logLevel'] | undefined,
-          ...(opts.dnsAddr !== undefined ? { dnsAddr: opts.dnsAddr } : {}),
-        } as Partial<ServerConfig>);
+        // The flags' layer as `konsul server` makes it, from the server's settings table.
+        config = mergeConfig(fromFile, flagLayer(SERVER_SETTINGS, opts));
       } catch (err) {
         sp(`${file.source}: ${(err as Error).message}`);
       } finally {

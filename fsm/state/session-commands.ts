@@ -9,7 +9,7 @@
 // releases run. This file imports nothing from commands.ts, which imports it.
 
 import { onlyFields } from '../command-shape.ts';
-import { parseGoDuration } from './go-duration.ts';
+import { parseGoDuration } from '../../lib/duration.ts';
 
 /** PUT /v1/session/create. Field values are final (defaults applied); see SessionSpec. */
 export interface SessionCreateCommand {

@@ -9,6 +9,7 @@
 // turn every few milliseconds of their own CPU time.
 import { randomInt, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { KonsulError, NO_LEADER_TEXT, type KonsulErrorCode } from '../../lib/errors.ts';
 import { invariant, NotLeaderError, RaftError } from '../core/errors.ts';
 import type { RandomSource } from '../core/prng.ts';
 import type { RaftConfig } from '../core/raft.ts';
@@ -113,22 +114,46 @@ class HostStoppedError extends Error {
   }
 }
 
-/** Why a proposal or read failed; the HTTP layer maps these to statuses. */
-export class ProposalError extends Error {
+/** Why a proposal failed. Its message is the text Consul answers (http/status.ts maps the code). */
+export class ProposalError extends KonsulError {
   readonly reason: 'notLeader' | 'leadershipLost' | 'outcomeUnknown' | 'overwritten' | 'stopped' | 'transferInProgress';
   readonly leader: NodeId;
-  constructor(reason: ProposalError['reason'], message: string, leader: NodeId = '') {
-    super(message);
+  /** What happened, in Konsul's words (the message is Consul's text for the reason). */
+  readonly detail: string;
+  constructor(reason: ProposalError['reason'], detail: string, leader: NodeId = '') {
+    const { code, text } = proposalFailure(reason, detail, leader);
+    super(code, text);
     this.name = 'ProposalError';
     this.reason = reason;
     this.leader = leader;
+    this.detail = detail;
   }
 }
 
-export class ReadIndexError extends Error {
+function proposalFailure(reason: ProposalError['reason'], detail: string, leader: NodeId): { code: KonsulErrorCode; text: string } {
+  switch (reason) {
+    case 'notLeader':
+      return leader ? { code: 'internal', text: `not the leader; the leader is ${leader}` } : { code: 'noLeader', text: NO_LEADER_TEXT };
+    case 'leadershipLost':
+      return { code: 'internal', text: 'leadership lost while committing log' };
+    case 'outcomeUnknown':
+      return { code: 'internal', text: detail };
+    case 'overwritten':
+      return { code: 'internal', text: 'leadership lost while committing log: the write was discarded' };
+    case 'transferInProgress':
+      return { code: 'internal', text: 'leadership transfer in progress' };
+    case 'stopped':
+      return { code: 'unavailable', text: 'server is shutting down' };
+  }
+}
+
+/** Why a linearizable read could not be served. Its message is the text Consul answers. */
+export class ReadIndexError extends KonsulError {
   readonly reason: 'noLeader' | 'leadershipLost' | 'timeout' | 'stopped';
   constructor(reason: ReadIndexError['reason'], message: string) {
-    super(message);
+    if (reason === 'noLeader') super('noLeader', NO_LEADER_TEXT);
+    else if (reason === 'stopped') super('unavailable', 'server is shutting down');
+    else super('internal', message);
     this.name = 'ReadIndexError';
     this.reason = reason;
   }

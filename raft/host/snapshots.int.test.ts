@@ -8,10 +8,10 @@ import { KonsulFsm } from '../../fsm/konsul-fsm.ts';
 import type { NodeId } from '../core/types.ts';
 import { LevelStorage } from '../storage/level-storage.ts';
 import { tempDir } from '../storage/test-helpers.ts';
-import { TcpTransport } from '../transport/tcp-transport.ts';
+import { RaftTransport } from '../transport/raft-transport.ts';
 import { RaftHost, type HostStateMachine, type SnapshotEvent, type StateMachineRestore } from './raft-host.ts';
+import { sleep } from '../../test/kit/wait.ts';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -172,7 +172,7 @@ class WatchedFsm implements HostStateMachine {
 interface ClusterNode {
   readonly id: NodeId;
   readonly storage: LevelStorage;
-  readonly transport: TcpTransport;
+  readonly transport: RaftTransport;
   readonly host: RaftHost;
   readonly fsm: WatchedFsm;
   readonly events: SnapshotEvent[];
@@ -183,12 +183,11 @@ async function startNode(t: Test, id: NodeId, book: Map<string, string>, options
   const storage = await LevelStorage.open(dir, { founders: options.founders ? { voters: [id], learners: [] } : undefined, trailingEntries: 0 });
   const fsm = new WatchedFsm();
   let host: RaftHost | null = null;
-  const transport = new TcpTransport({
+  const transport = new RaftTransport({
     nodeId: id,
     listen: { host: '127.0.0.1', port: 0 },
     resolve: (peer) => book.get(peer),
     onMessage: (m) => host?.receive(m),
-    onRequest: async () => new Uint8Array(0),
     onUnreachable: (peer) => host?.reportUnreachable(peer),
     onSnapshotStatus: (peer, ok) => host?.reportSnapshot(peer, ok),
     snapshots: storage,

@@ -1,11 +1,12 @@
-// Helpers for the transport's socket tests: a node = a TcpTransport plus what it received.
+// Helpers for the Raft transport's socket tests: a node = a RaftTransport plus what it received
+// (rpc/test-helpers.ts: the same with the server's transport, Raft and RPC).
 import type { Message } from '../core/types.ts';
-import type { PeerHello, TcpTransportOptions } from './tcp-transport.ts';
-import { TcpTransport } from './tcp-transport.ts';
+import type { PeerHello, RaftTransportOptions } from './raft-transport.ts';
+import { RaftTransport } from './raft-transport.ts';
 
 export interface TestNode {
   readonly id: string;
-  readonly transport: TcpTransport;
+  readonly transport: RaftTransport;
   readonly address: string;
   readonly received: Message[];
   readonly hellos: PeerHello[];
@@ -20,22 +21,18 @@ export type AddressBook = Map<string, string>;
 export async function startNode(
   id: string,
   book: AddressBook,
-  overrides: Partial<TcpTransportOptions> = {},
+  overrides: Partial<RaftTransportOptions> = {},
 ): Promise<TestNode> {
   const received: Message[] = [];
   const hellos: PeerHello[] = [];
   const unreachable: string[] = [];
   const snapshotStatus: { id: string; ok: boolean }[] = [];
   const errors: Error[] = [];
-  const transport = new TcpTransport({
+  const transport = new RaftTransport({
     nodeId: id,
     listen: { host: '127.0.0.1', port: 0 },
     resolve: (peer) => book.get(peer),
     onMessage: (m) => received.push(m),
-    onRequest: async (_from, method, body) => {
-      if (method === 'echo') return body;
-      throw Object.assign(new Error(`no method ${method}`), { code: 'noSuchMethod' });
-    },
     onHello: (h) => hellos.push(h),
     helloMeta: () => ({ name: id }),
     onUnreachable: (peer) => unreachable.push(peer),

@@ -4,6 +4,8 @@
 //
 // Every RPC exchange between servers starts with a `peers` report, so addresses spread the way
 // gossip would spread them: knowing one member is enough to learn them all.
+import type { CommandResult, EncodedCommand } from '../../fsm/command-results.ts';
+import type { Command } from '../../fsm/commands.ts';
 import type { ConfState } from '../../raft/core/types.ts';
 import { ProposalError, ReadIndexError, type RaftHost } from '../../raft/host/raft-host.ts';
 import type { AddressBook, ServerAddresses } from './address-book.ts';
@@ -115,7 +117,12 @@ export class ClusterManager implements ClusterService {
    * Replicates `command` through the leader and resolves with the state machine's result. While
    * there is no leader the write waits up to the hold timeout, then fails with "No cluster leader".
    */
-  async propose(command: Uint8Array): Promise<unknown> {
+  propose<C extends Command>(command: EncodedCommand<C>): Promise<CommandResult<C>> {
+    // The one untyped step of the seam: Raft hands back whatever the FSM's apply answered for these bytes.
+    return this.replicate(command) as Promise<CommandResult<C>>;
+  }
+
+  private async replicate(command: Uint8Array): Promise<unknown> {
     const deadline = Date.now() + this.options.holdTimeoutMs;
     for (;;) {
       if (this.raft.isLeader()) {

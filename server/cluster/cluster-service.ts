@@ -1,6 +1,7 @@
 // What the HTTP routes and konsulctl see of the cluster: its members, leader, Raft progress and
 // health, and the operations an operator may ask for (join, remove, transfer leadership, snapshot).
 // Implemented by server/cluster/cluster-manager.ts on top of the Raft host and the RPC transport.
+import { KonsulError, NO_LEADER_TEXT } from '../../lib/errors.ts';
 
 /** A server of the Raft configuration (or one known but not yet a member). */
 export interface ServerInfo {
@@ -80,13 +81,17 @@ export interface AutopilotHealth {
   }[];
 }
 
-/** Why a cluster operation failed; the HTTP layer maps `code` to a status. */
-export class ClusterError extends Error {
-  readonly code: 'notFound' | 'badRequest' | 'noLeader' | 'unreachable' | 'conflict' | 'timeout';
+/**
+ * Why a cluster operation failed: a KonsulError whose code gives the status (http/status.ts).
+ * Operations that reach another server fail `unreachable` (502) when it could not be reached and
+ * `timeout` (504) when it did not answer in time. `noLeader` carries Consul's exact text.
+ */
+export class ClusterError extends KonsulError {
+  declare readonly code: 'notFound' | 'badRequest' | 'noLeader' | 'unreachable' | 'conflict' | 'timeout';
   constructor(code: ClusterError['code'], message: string) {
-    super(message);
+    // Clients (consul-template, Vault) match on Consul's no-leader text.
+    super(code, code === 'noLeader' ? NO_LEADER_TEXT : message);
     this.name = 'ClusterError';
-    this.code = code;
   }
 }
 

@@ -1,5 +1,5 @@
 // The agent's definition file (<data dir>/agent-local.json) under concurrent
-// PUT /v1/agent/service/register: writes are a group commit (server/local-agent.ts persist()), every
+// PUT /v1/agent/service/register: writes are a group commit (agent/core/local-agent.ts persist()), every
 // registration is acknowledged only once a write that includes it is on disk, and an acknowledged
 // registration survives kill -9. The first test runs the server in this process (real Raft storage
 // in a temp dir, real socket on 127.0.0.1) to read the write counter; the second a real process.
@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { mergeConfig } from '../config.ts';
-import { AGENT_STATE_FILE } from '../local-agent.ts';
+import { AGENT_STATE_FILE } from '../../agent/core/local-agent.ts';
 import { startServer as startInProcess, type RunningServer } from '../main.ts';
-import { removeDir, startServer, tempDataDir, type ServerProcess } from '../../test/server-process.ts';
+import { removeDir, startServer, tempDataDir, type ServerProcess } from '../../test/kit/server-process.ts';
 
 interface SavedState {
   version: number;

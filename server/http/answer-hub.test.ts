@@ -12,7 +12,7 @@ import { DEFAULTS } from '../config.ts';
 import { AnswerHub, createAnswerHub, type AnswerHubOptions } from './answer-hub.ts';
 import { buildApp } from './app.ts';
 import type { ClusterAccess, ServerContext } from './context.ts';
-import { parseQueryOptions, type Query } from './query-options.ts';
+import { parseQueryOptions, type Query } from '../../http/query-options.ts';
 
 interface Answer {
   status: number;

@@ -25,7 +25,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
 import type { ServerContext } from './context.ts';
 import { bucketDeadline, DeadlineWheel, type DeadlineSlot, type HasDeadline } from './deadline-wheel.ts';
-import type { Consistency, QueryOptions } from './query-options.ts';
+import type { Consistency, QueryOptions } from '../../http/query-options.ts';
 
 /** What a query reads from the state: its index, and the serialised answer. */
 export interface AnswerContent {
@@ -119,7 +119,7 @@ class Answer {
     const memo = `${consistency}|${view.knownLeader ? 1 : 0}|${view.lastContactMs}|${closing ? 1 : 0}`;
     let head = this.heads.get(memo);
     if (head === undefined) {
-      // The order and spelling of fastify's replies (consistency.ts's setQueryMeta, then the route's).
+      // The order and spelling of fastify's replies (http/read-endpoint.ts's setQueryMeta, then the route's).
       head = [
         'x-consul-index',
         String(this.index),
@@ -409,7 +409,7 @@ export function createAnswerHub(ctx: ServerContext, options: Partial<AnswerHubOp
   const { fsm, raft } = ctx;
   return new AnswerHub({
     stateVersion: () => fsm.appliedIndex,
-    // What setQueryMeta (consistency.ts) sends on every other read.
+    // What setQueryMeta (http/read-endpoint.ts) sends on every other read.
     leaderView: () => ({ knownLeader: raft.leader() !== '', lastContactMs: raft.lastContactMs() }),
     shutdownSignal: ctx.shutdownSignal,
     ...options,

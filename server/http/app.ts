@@ -1,11 +1,13 @@
-// Builds the fastify application (separately from the process, so tests can drive it with inject()).
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
-import { ProposalError, ReadIndexError } from '../../raft/host/raft-host.ts';
-import { ClusterError } from '../cluster/cluster-service.ts';
-import { HttpError, toHttpError } from '../errors.ts';
+// The server's HTTP API: the shared platform (http/app.ts) with the server's routes, backed by its
+// Raft host, state machine and own agent. Built apart from the process, so tests can drive it with inject().
+import type { FastifyInstance } from 'fastify';
+import { createHttpApp } from '../../http/app.ts';
+import { agentLocalRoutes, agentSelfRoutes } from '../../http/routes/agent.ts';
+import { KonsulError } from '../../lib/errors.ts';
+import type { LocalAgent } from '../../agent/core/local-agent.ts';
+import { serverAgentSelf } from './agent-self.ts';
 import { createAnswerHub, type AnswerHub } from './answer-hub.ts';
 import type { ServerContext } from './context.ts';
-import { agentRoutes } from './routes/agent.ts';
 import { catalogRoutes } from './routes/catalog.ts';
 import { clusterRoutes } from './routes/cluster.ts';
 import { eventRoutes } from './routes/event.ts';
@@ -27,46 +29,19 @@ export interface BuildAppOptions {
 }
 
 export async function buildApp(ctx: ServerContext, options: BuildAppOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({
-    logger: options.logger ?? false,
-    // Per-request log lines cost more than the requests themselves at Konsul's request rates.
-    logController: new LogController({ disableRequestLogging: true }),
-    // Keys may contain characters fastify would otherwise treat specially; Consul routes on the raw path.
-    routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 4096 },
-    return503OnClosing: true,
-    forceCloseConnections: 'idle',
-  });
-
-  // A request answered while the server shuts down must not leave its keep-alive socket open:
-  // server.close() waits for every connection, and an idle client would hold the process up.
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (ctx.shutdownSignal.aborted) void reply.header('connection', 'close');
-    done(null, payload);
-  });
-
   // Requests answered, for /v1/agent/metrics (routes/metrics.ts).
   const counters = { requests: 0 };
-  app.addHook('onRequest', (_request, _reply, done) => {
-    counters.requests++;
-    done();
-  });
-
-  // One place maps every error to Consul's plain-text status and message.
-  app.setErrorHandler((err, request, reply) => {
-    const httpErr = toHttpError(err);
-    // Expected outcomes (no leader, a write lost with its leader) are one line; only bugs get a stack.
-    if (httpErr.statusCode >= 500 && isExpectedFailure(err)) request.log.warn(`request failed: ${httpErr.message}`);
-    else if (httpErr.statusCode >= 500) request.log.error({ err }, 'request failed');
-    void reply.code(httpErr.statusCode).type('text/plain; charset=utf-8').send(httpErr.message);
-  });
-  app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).type('text/plain; charset=utf-8').send(`Not found: ${request.method} ${request.url.split('?')[0]}`);
-  });
+  const app = createHttpApp({ logger: options.logger ?? false, shutdownSignal: ctx.shutdownSignal, counters });
 
   await app.register(statusRoutes, { ctx });
-  await app.register(agentRoutes, { ctx });
+  const agent = (): LocalAgent => {
+    if (ctx.localAgent === undefined) throw new KonsulError('internal', 'the local agent is not running');
+    return ctx.localAgent;
+  };
+  await app.register(agentLocalRoutes, { agent, datacenter: ctx.config.datacenter });
+  await app.register(agentSelfRoutes, { self: serverAgentSelf(ctx) });
   // KV reads share one serialised answer per (query, state), written straight to Node's response
-  // (answer-hub.ts); those answers follow the shutdown rule of the onSend hook above themselves.
+  // (answer-hub.ts); those answers follow the platform's shutdown rule themselves.
   const answers = options.answers ?? createAnswerHub(ctx, { onError: (err) => app.log.error({ err }, 'reading a blocking answer failed') });
   await app.register(kvRoutes, { ctx, answers });
   await app.register(operatorRoutes, { ctx, cluster: ctx.cluster });
@@ -81,8 +56,4 @@ export async function buildApp(ctx: ServerContext, options: BuildAppOptions = {}
   await app.register(kvRecoveryRoutes, { ctx });
   await app.register(metricsRoutes, { counters });
   return app;
-}
-
-function isExpectedFailure(err: unknown): boolean {
-  return err instanceof HttpError || err instanceof ProposalError || err instanceof ReadIndexError || err instanceof ClusterError;
 }

@@ -5,7 +5,7 @@ import { request as httpRequest } from 'node:http';
 import t from 'tap';
 import { mergeConfig } from '../config.ts';
 import { startServer, type RunningServer } from '../main.ts';
-import { removeDir, tempDataDir } from '../../test/server-process.ts';
+import { removeDir, tempDataDir } from '../../test/kit/server-process.ts';
 import { Prng } from '../../raft/core/prng.ts';
 
 let server: RunningServer;

@@ -1,25 +1,32 @@
-// Consistency modes for reads, as Consul defines them:
-//  - default: Consul serves it from the leader's state, which can be stale for a moment after the
-//    leader is cut off. Konsul makes it linearizable instead (docs/adr/0007): any server answers
-//    once a ReadIndex round confirmed its state is current. Rounds are batched, so this costs one
-//    heartbeat per batch of reads, not per read;
-//  - consistent: the same ReadIndex round;
-//  - stale: any server answers from its own state; X-Consul-LastContact says how stale.
+// The server's side of the read pipeline (http/read-endpoint.ts): reads are gated by a ReadIndex
+// round through the cluster, and the leader view comes from the Raft host.
 import type { FastifyReply } from 'fastify';
+import type { Consistency } from '../../http/query-options.ts';
+import { readGate as gate, setQueryMeta as meta, type ReadPlatform } from '../../http/read-endpoint.ts';
 import type { ServerContext } from './context.ts';
-import type { Consistency } from './query-options.ts';
+
+const platforms = new WeakMap<ServerContext, ReadPlatform>();
+
+/** The ReadPlatform of a server context (one per context: route plugins take it once, at registration). */
+export function serverReads(ctx: ServerContext): ReadPlatform {
+  let platform = platforms.get(ctx);
+  if (platform === undefined) {
+    platform = {
+      shutdownSignal: ctx.shutdownSignal,
+      readBarrier: () => ctx.cluster.readBarrier(),
+      knownLeader: () => ctx.raft.leader() !== '',
+      lastContactMs: () => ctx.raft.lastContactMs(),
+    };
+    platforms.set(ctx, platform);
+  }
+  return platform;
+}
 
 /** Waits until this server may answer a read in the given mode, or fails with Consul's status. */
-export async function readGate(ctx: ServerContext, consistency: Consistency): Promise<void> {
-  if (consistency === 'stale') return;
-  await ctx.cluster.readBarrier();
+export function readGate(ctx: ServerContext, consistency: Consistency): Promise<void> {
+  return gate(serverReads(ctx), consistency);
 }
 
 export function setQueryMeta(reply: FastifyReply, ctx: ServerContext, index: number, consistency: Consistency): void {
-  const { raft } = ctx;
-  const lastContact = raft.lastContactMs();
-  void reply.header('X-Consul-Index', String(Math.max(1, index)));
-  void reply.header('X-Consul-KnownLeader', raft.leader() !== '' ? 'true' : 'false');
-  void reply.header('X-Consul-LastContact', String(Math.max(0, lastContact)));
-  void reply.header('X-Consul-Effective-Consistency', consistency === 'default' ? 'leader' : consistency);
+  meta(reply, serverReads(ctx), index, consistency);
 }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { bucketDeadline, bucketGranularity, DeadlineWheel, type DeadlineSlot, type HasDeadline } from './deadline-wheel.ts';
-import { parseQueryOptions } from './query-options.ts';
+import { parseQueryOptions } from '../../http/query-options.ts';
 
 class Item implements HasDeadline<Item> {
   deadlineSlot: DeadlineSlot<Item> | null = null;

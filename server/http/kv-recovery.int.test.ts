@@ -1,17 +1,13 @@
 // Recoverable deletes through a real Konsul process (docs/adr/0017-kv-recovery.md): deletes and
 // overwrites under a kv_recovery prefix are kept, listed and written back with their flags (over
 // HTTP and with konsulctl), survive a snapshot and a restart, and are reaped after the retention.
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import t from 'tap';
-import { removeDir, startServer, tempDataDir, type ServerProcess } from '../../test/server-process.ts';
-
-const KONSULCTL = fileURLToPath(new URL('../../bin/konsulctl.js', import.meta.url));
-const run = promisify(execFile);
+import { KONSULCTL_BIN, runCli } from '../../test/kit/cli.ts';
+import { removeDir, startServer, tempDataDir, type ServerProcess } from '../../test/kit/server-process.ts';
+import { waitFor } from '../../test/kit/wait.ts';
 
 interface Version {
   Key: string;
@@ -46,7 +42,7 @@ const start = async () => (server = await startServer({ dataDir, node: 'kvrec', 
 t.before(async () => {
   await start();
   // The leader proposes the configured rules soon after it is elected.
-  await until(async () => ((await getJson('/v1/konsul/kv-recovery-rules')) as { Rules: unknown[] }).Rules.length === 2, 'rules in force');
+  await waitFor(async () => ((await getJson('/v1/konsul/kv-recovery-rules')) as { Rules: unknown[] }).Rules.length === 2, { what: 'rules in force' });
 });
 t.teardown(async () => {
   await server.kill9();
@@ -60,13 +56,6 @@ async function getJson(path: string): Promise<unknown> {
   const res = await http(path);
   if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
   return res.json();
-}
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 const versionsOf = async (key: string) => (await getJson(`/v1/konsul/kv-recovery/${key}`)) as Version[];
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -113,16 +102,17 @@ t.test('a version is written back with its flags, and the value it replaced is k
   t.equal(entry!.Flags, 42);
   // Through konsulctl, by ModifyIndex: the deleted v2 with its 64-bit flags.
   await put('config/db', 'v3');
-  const out = await run(process.execPath, [KONSULCTL, '--http-addr', `127.0.0.1:${server.port}`, 'kv', 'recover', 'config/db', '--version', String((await versionsOf('config/db')).find((v) => v.Value === b64('v2'))!.Version)]);
+  const out = await runCli(KONSULCTL_BIN, ['--http-addr', `127.0.0.1:${server.port}`, 'kv', 'recover', 'config/db', '--version', String((await versionsOf('config/db')).find((v) => v.Value === b64('v2'))!.Version)]);
+  t.equal(out.code, 0, out.stderr);
   t.match(out.stdout, /^Success! Recovered config\/db version \d+\n$/);
   t.match(await (await http('/v1/kv/config/db')).text(), /"Flags":18446744073709551615,"Value":"djI="/);
   t.same((await versionsOf('config/db')).map((v) => v.Reason).slice(0, 2), ['overwritten', 'overwritten'], 'the writes back retired v1 and v3');
-  const listing = await run(process.execPath, [KONSULCTL, '--http-addr', `127.0.0.1:${server.port}`, 'kv', 'recover', '--list', 'config/db']);
+  const listing = await runCli(KONSULCTL_BIN, ['--http-addr', `127.0.0.1:${server.port}`, 'kv', 'recover', '--list', 'config/db']);
   const lines = listing.stdout.trim().split('\n');
   t.match(lines[0], /^KEY\s+MODIFY_INDEX\s+REASON\s+RETIRED_AT\s+EXPIRES_AT\s+SIZE\s+FLAGS$/);
   t.equal(lines.length, 1 + (await versionsOf('config/db')).length);
   t.equal((await http('/v1/konsul/kv-recovery/config/db?version=1', { method: 'PUT' })).status, 404, 'an unknown version');
-  await t.rejects(run(process.execPath, [KONSULCTL, '--http-addr', `127.0.0.1:${server.port}`, 'kv', 'recover', 'config/none']), 'no versions: exit 1');
+  t.equal((await runCli(KONSULCTL_BIN, ['--http-addr', `127.0.0.1:${server.port}`, 'kv', 'recover', 'config/none'])).code, 1, 'no versions: exit 1');
 });
 
 t.test('at most max_versions per key', async (t) => {
@@ -133,7 +123,7 @@ t.test('at most max_versions per key', async (t) => {
 t.test('kept versions survive a snapshot and a restart', async (t) => {
   // Enough writes for a snapshot (snapshot_every_entries 20), then a restart from snapshot + log.
   for (let i = 0; i < 60; i++) await put(`filler/k${i}`, 'x');
-  await until(async () => readdirSync(join(dataDir, 'raft', 'snapshots')).some((f) => f.endsWith('.snap')), 'a snapshot file');
+  await waitFor(async () => readdirSync(join(dataDir, 'raft', 'snapshots')).some((f) => f.endsWith('.snap')), { what: 'a snapshot file' });
   const before = await getJson('/v1/konsul/kv-recovery/?prefix=');
   t.equal(await server.stop(), 0);
   await start();
@@ -146,7 +136,7 @@ t.test('versions are reaped after the retention; purging forgets at once', async
   await put('short/k', 'gone soon');
   await del('short/k');
   t.equal((await versionsOf('short/k')).length, 1);
-  await until(async () => (await http('/v1/konsul/kv-recovery/short/k')).status === 404, 'the 3s retention to pass', 20_000);
+  await waitFor(async () => (await http('/v1/konsul/kv-recovery/short/k')).status === 404, { what: 'the 3s retention to pass', timeoutMs: 20_000 });
   t.ok((await versionsOf('config/db')).length > 0, 'the long retention stays');
   const purge = await http('/v1/konsul/kv-recovery/config/many', { method: 'DELETE' });
   t.same(await purge.json(), { Removed: 5 });

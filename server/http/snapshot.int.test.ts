@@ -4,7 +4,7 @@
 import { gzipSync } from 'node:zlib';
 import Consul from 'consul';
 import t from 'tap';
-import { removeDir, startServer, tempDataDir, type ServerProcess } from '../../test/server-process.ts';
+import { removeDir, startServer, tempDataDir, type ServerProcess } from '../../test/kit/server-process.ts';
 
 const dataDir = tempDataDir('konsul-snapshot-int-');
 let server: ServerProcess;

@@ -11,17 +11,19 @@
 //
 // Every process is started and stopped by PID; destroy() (registered with t.teardown when a test
 // is given) kills whatever is left, removes the temporary directories and closes the proxies. As a
-// last resort every server kills itself when the test process dies (see PARENT_GUARD).
+// last resort every server kills itself when the test process dies (the guard in test/kit/konsul-process.ts).
 // Every wait is bounded.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DEFAULTS as SERVER_DEFAULTS } from '../../server/config.ts';
+import { KONSUL_BIN } from '../kit/cli.ts';
+import { httpRequest } from '../kit/http.ts';
+import { GUARD_ARGS, trackPid, untrackPid } from '../kit/konsul-process.ts';
+import { tail, waitFor } from '../kit/wait.ts';
 import { ANY, FaultNetwork, type FaultMode, type FaultProxy, type HostPort } from './fault-proxy.ts';
 
-const KONSUL_BIN = fileURLToPath(new URL('../../bin/konsul.js', import.meta.url));
 const READY_LINE = /listening on http:\/\/([^:\s]+):(\d+)/;
 const RPC_LINE = /konsul: rpc listening on ([^\s:]+):(\d+)/;
 
@@ -36,94 +38,9 @@ const FIRST_NODE_IP_OCTET = 11;
  */
 const SERVER_HAS_DNS = 'dnsAddr' in SERVER_DEFAULTS;
 
-// -----------------------------------------------------------------------------------------------
-// Last-resort cleanup: no server outlives the test process.
-// -----------------------------------------------------------------------------------------------
-
-/**
- * Preloaded into every server: the server has an IPC channel to the test process, and kills
- * itself when it closes, i.e. when the test process is gone however it died (tap's timeout ends
- * with SIGKILL, which runs no handler in the test process). The channel is unref'd so that it
- * never keeps a server alive or changes how it shuts down.
- */
-const PARENT_GUARD =
-  "if (process.channel) { process.channel.unref(); process.on('disconnect', () => process.kill(process.pid, 'SIGKILL')); }";
-const GUARD_ARGS = ['--import', `data:text/javascript,${encodeURIComponent(PARENT_GUARD)}`];
-
-const livePids = new Set<number>();
-let exitHookInstalled = false;
-
-/** On a normal exit of the test process, SIGKILL what is still running (synchronously). */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const pid of livePids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
-}
-
-// -----------------------------------------------------------------------------------------------
-// Small helpers
-// -----------------------------------------------------------------------------------------------
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-export interface HttpAnswer {
-  readonly status: number;
-  readonly text: string;
-  readonly headers: Headers;
-}
-
-/** One HTTP request with a timeout; throws on connection errors and timeouts. */
-export async function httpRequest(url: string, init: { method?: string; body?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
-  const res = await fetch(url, {
-    method: init.method ?? 'GET',
-    ...(init.body !== undefined ? { body: init.body } : {}),
-    signal: AbortSignal.timeout(init.timeoutMs ?? 3000),
-  });
-  return { status: res.status, text: await res.text(), headers: res.headers };
-}
-
-export interface WaitOptions {
-  readonly timeoutMs?: number;
-  readonly intervalMs?: number;
-  /** Describes what is awaited, for the error message. */
-  readonly what?: string;
-}
-
-/**
- * Polls `probe` until it returns something other than undefined (or a rejected probe stops being
- * one); throws with the last reason after the timeout.
- */
-export async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, options: WaitOptions = {}): Promise<T> {
-  const timeoutMs = options.timeoutMs ?? 15000;
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = 'no attempt finished';
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-      last = 'condition not met';
-    } catch (err) {
-      last = err instanceof Error ? err.message : err;
-    }
-    if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${options.what ?? 'a condition'} (last: ${String(last)})`);
-    }
-    await sleep(Math.min(options.intervalMs ?? 100, Math.max(0, deadline - Date.now())));
-  }
-}
-
-/** The last `maxChars` characters of a log, for failure messages. */
-export function tail(text: string, maxChars = 4000): string {
-  return text.length <= maxChars ? text : `…${text.slice(-maxChars)}`;
-}
+// The helpers every cluster test uses come from the test kit; re-exported for those tests.
+export { sleep, tail, waitFor, type WaitOptions } from '../kit/wait.ts';
+export { httpRequest, type HttpAnswer } from '../kit/http.ts';
 
 // -----------------------------------------------------------------------------------------------
 // Nodes
@@ -263,12 +180,12 @@ export class ClusterNode {
     this.#rpcPort = rpcPort;
     const args = [...this.commandLine(), ...(options.extraArgs ?? [])];
     this.#output += `\n===== [harness] start #${this.#starts} of ${this.name}: node ${args.join(' ')}\n`;
-    installExitHook();
+    // Killed with the test process (GUARD_ARGS, trackPid: test/kit/konsul-process.ts).
     const child = spawn(process.execPath, [...GUARD_ARGS, ...args], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: this.#setup.env });
     // The channel exists only for the guard: it must not keep the test process alive either.
     child.channel?.unref();
     this.#child = child;
-    if (child.pid !== undefined) livePids.add(child.pid);
+    trackPid(child.pid);
     const pid = child.pid;
     let startedOutput = '';
     const onData = (d: Buffer): void => {
@@ -280,7 +197,7 @@ export class ClusterNode {
     child.stderr!.on('data', onData);
     this.#exited = new Promise<void>((resolve) => {
       child.once('exit', (code, signal) => {
-        if (pid !== undefined) livePids.delete(pid);
+        untrackPid(pid);
         this.exits.push({ code, signal, expected: this.#expectExit });
         this.#output += `===== [harness] ${this.name} (pid ${pid}) exited: code ${code}, signal ${signal}${this.#expectExit ? '' : ' (UNEXPECTED)'}\n`;
         if (this.#child === child) this.#state = 'stopped';

@@ -59,7 +59,7 @@ export interface WorkloadOptions {
 
 export type WriteOutcome = { readonly kind: 'answered'; readonly ok: boolean } | { readonly kind: 'failed'; readonly reason: string } | { readonly kind: 'unknown'; readonly reason: string };
 
-/** 5xx texts that prove a write was never proposed (server/errors.ts, cluster-manager.ts). */
+/** 5xx texts that prove a write was never proposed (raft/host/raft-host.ts ProposalError, cluster-manager.ts). */
 const NOT_PROPOSED = [/No cluster leader/i, /^not the leader/i, /leadership transfer in progress/i, /the write was discarded/i];
 
 /** Maps a write's HTTP answer to an outcome for the history. */

@@ -9,19 +9,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { CatalogCheckSpec, CatalogRegisterCommand } from '../../../fsm/state/catalog-commands.ts';
 import { nodeWatchKey, serviceWatchKey, WATCH_NODES, WATCH_SERVICES, type CatalogNode } from '../../../fsm/state/catalog.ts';
-import { badRequest, HttpError } from '../../errors.ts';
-import {
-  acceptRawBodies,
-  catalogRead,
-  hasAllTags,
-  matchesNodeMeta,
-  methodNotAllowed,
-  nodeMetaFilters,
-  paramList,
-  proposeCatalog,
-  sendJson,
-  tailParam,
-} from '../catalog-query.ts';
 import {
   BodyObject,
   catalogCheckSpecFrom,
@@ -33,22 +20,32 @@ import {
   parseJsonBody,
   serviceNodeJson,
   serviceSpecFrom,
-} from '../catalog-wire.ts';
+} from '../../../http/catalog-wire.ts';
+import { applyFilter, compileFilter } from '../../../http/filter-expression.ts';
+import { param, paramList, type Query } from '../../../http/query-options.ts';
+import { rawBody } from '../../../http/raw-body.ts';
+import { methodNotAllowed, sendJson, tailParam } from '../../../http/reply.ts';
+import { readQuery, writeQuery } from '../../../http/schemas.ts';
+import { badRequest, KonsulError } from '../../../lib/errors.ts';
+import { catalogRead, hasAllTags, matchesNodeMeta, nodeMetaFilters, proposeCatalog } from '../catalog-query.ts';
 import type { ServerContext } from '../context.ts';
-import { applyFilter, compileFilter } from '../filter-expression.ts';
-import { param, type Query } from '../query-options.ts';
+
+/** Request bodies of catalog writes; Consul's own decoder has no smaller limit that matters here. */
+const MAX_CATALOG_BODY_BYTES = 1024 * 1024;
+
+type WithQuery = { Querystring: Query };
 
 export const catalogRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
   const { fsm, config } = ctx;
-  acceptRawBodies(app);
+  await app.register(rawBody, { limitBytes: MAX_CATALOG_BODY_BYTES });
 
-  app.put('/v1/catalog/register', async (request, reply) => {
+  app.put('/v1/catalog/register', { schema: { querystring: writeQuery() } }, async (request, reply) => {
     const command = registerCommandFrom(parseJsonBody(request.body), ctx);
     await proposeCatalog(ctx, command);
     return sendJson(reply, true);
   });
 
-  app.put('/v1/catalog/deregister', async (request, reply) => {
+  app.put('/v1/catalog/deregister', { schema: { querystring: writeQuery() } }, async (request, reply) => {
     const body = new BodyObject(parseJsonBody(request.body), '');
     checkBodyDatacenter(ctx, body);
     const node = body.str('Node');
@@ -64,10 +61,10 @@ export const catalogRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (
     return sendJson(reply, true);
   });
 
-  app.get('/v1/catalog/datacenters', async (_request, reply) => sendJson(reply, [config.datacenter]));
+  app.get('/v1/catalog/datacenters', { schema: { response: { 200: { type: 'array', items: { type: 'string' } } } } }, async (_request, reply) => sendJson(reply, [config.datacenter]));
 
-  app.get('/v1/catalog/nodes', async (request, reply) => {
-    const query = request.query as Query;
+  app.get<WithQuery>('/v1/catalog/nodes', { schema: { querystring: readQuery('node-meta', 'near') } }, async (request, reply) => {
+    const { query } = request;
     const meta = nodeMetaFilters(query);
     const filter = param(query, 'filter');
     if (filter) compileFilter(filter);
@@ -78,8 +75,8 @@ export const catalogRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (
     return sendJson(reply, applyFilter(nodes, filter));
   });
 
-  app.get('/v1/catalog/services', async (request, reply) => {
-    const query = request.query as Query;
+  app.get<WithQuery>('/v1/catalog/services', { schema: { querystring: readQuery('node-meta') } }, async (request, reply) => {
+    const { query } = request;
     const meta = nodeMetaFilters(query);
     const filter = param(query, 'filter');
     const compiled = filter ? compileFilter(filter) : undefined;
@@ -104,9 +101,9 @@ export const catalogRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (
     return sendJson(reply, services);
   });
 
-  app.get('/v1/catalog/service/*', async (request, reply) => {
+  app.get<WithQuery>('/v1/catalog/service/*', { schema: { querystring: readQuery('tag', 'node-meta', 'near') } }, async (request, reply) => {
     const name = tailParam(request, 'Missing service name');
-    const query = request.query as Query;
+    const { query } = request;
     const tags = paramList(query, 'tag');
     const meta = nodeMetaFilters(query);
     const filter = param(query, 'filter');
@@ -123,9 +120,9 @@ export const catalogRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (
     return sendJson(reply, applyFilter(entries, filter));
   });
 
-  app.get('/v1/catalog/node/*', async (request, reply) => {
+  app.get<WithQuery>('/v1/catalog/node/*', { schema: { querystring: readQuery() } }, async (request, reply) => {
     const nodeName = tailParam(request, 'Missing node name');
-    const query = request.query as Query;
+    const { query } = request;
     const filter = param(query, 'filter');
     const compiled = filter ? compileFilter(filter) : undefined;
     const result = await catalogRead(ctx, request, reply, [nodeWatchKey(nodeName)], () => {
@@ -152,7 +149,7 @@ export const catalogRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (
 /** A body's Datacenter, when given, must be this one. */
 function checkBodyDatacenter(ctx: ServerContext, body: BodyObject): void {
   const dc = body.str('Datacenter');
-  if (dc !== '' && dc !== ctx.config.datacenter) throw new HttpError(500, 'No path to datacenter');
+  if (dc !== '' && dc !== ctx.config.datacenter) throw new KonsulError('internal', 'No path to datacenter');
 }
 
 /** PUT /v1/catalog/register's body as a command (Consul's RegisterRequest and its pre-apply checks). */

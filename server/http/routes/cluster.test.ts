@@ -1,6 +1,6 @@
 // /v1/cluster against an in-memory ClusterService: exact JSON shapes, statuses, body validation and
-// the ClusterError → HTTP mapping. (The real cluster service is tested end to end with processes.)
-import Fastify, { type FastifyInstance } from 'fastify';
+// the ClusterError statuses. (The real cluster service is tested end to end with processes.)
+import type { FastifyInstance } from 'fastify';
 import t, { type Test } from 'tap';
 import {
   ClusterError,
@@ -10,9 +10,8 @@ import {
   type ClusterStats,
   type ServerInfo,
 } from '../../cluster/cluster-service.ts';
-import { toHttpError } from '../../errors.ts';
+import { createHttpApp } from '../../../http/app.ts';
 import type { ServerContext } from '../context.ts';
-import { clusterErrorToHttp } from '../../errors.ts';
 import { clusterRoutes } from './cluster.ts';
 
 const N1: ServerInfo = { id: 'n1', rpcAddr: '10.0.0.1:8300', httpAddr: '10.0.0.1:8500', voter: true, leader: true };
@@ -109,16 +108,9 @@ class FakeCluster implements ClusterService {
 
 const ctx = { config: { datacenter: 'dc1' }, version: '1.18.0' } as unknown as ServerContext;
 
-/** The app as app.ts builds it (same error and not-found handling), with only the cluster routes. */
+/** The app as the platform builds it (http/app.ts: its error and not-found handling, the shared query schemas), with only the cluster routes. */
 async function appFor(t: Test, cluster: ClusterService): Promise<FastifyInstance> {
-  const app = Fastify({ routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 4096 } });
-  app.setErrorHandler((err, _request, reply) => {
-    const httpErr = toHttpError(err);
-    void reply.code(httpErr.statusCode).type('text/plain; charset=utf-8').send(httpErr.message);
-  });
-  app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).type('text/plain; charset=utf-8').send(`Not found: ${request.method} ${request.url.split('?')[0]}`);
-  });
+  const app = createHttpApp({ shutdownSignal: new AbortController().signal });
   await app.register(clusterRoutes, { ctx, cluster });
   t.teardown(() => app.close());
   return app;
@@ -261,11 +253,12 @@ t.test('POST /v1/cluster/snapshot and /v1/cluster/transfer-leader', async (t) =>
   t.equal((await call(app, 'GET', '/v1/cluster/snapshot')).status, 404);
 });
 
-t.test('clusterErrorToHttp maps every ClusterError code', async (t) => {
+t.test('every ClusterError code answers its status and text', async (t) => {
+  const cluster = new FakeCluster();
+  const app = await appFor(t, cluster);
   const statuses: Record<ClusterError['code'], number> = { notFound: 404, badRequest: 400, conflict: 409, noLeader: 500, unreachable: 502, timeout: 504 };
   for (const [code, status] of Object.entries(statuses) as [ClusterError['code'], number][]) {
-    const httpErr = clusterErrorToHttp(new ClusterError(code, `the ${code} text`));
-    t.equal(httpErr.statusCode, status, code);
-    t.equal(httpErr.message, code === 'noLeader' ? 'No cluster leader' : `the ${code} text`, code);
+    cluster.failWith = new ClusterError(code, `the ${code} text`);
+    t.same(await call(app, 'POST', '/v1/cluster/snapshot'), { status, body: code === 'noLeader' ? 'No cluster leader' : `the ${code} text` }, code);
   }
 });

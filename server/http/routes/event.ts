@@ -7,102 +7,97 @@
 //   Consul's uuidToUint64 of the newest listed event's ID (1 when none), which Konsul's IDs make
 //   equal to the Raft index of its fire, so it only grows.
 import { randomUUID } from 'node:crypto';
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import { encodeCommand, isWellFormed } from '../../../fsm/commands.ts';
-import type { ApplyError } from '../../../fsm/konsul-fsm.ts';
-import { MAX_EVENT_FILTER_LENGTH, MAX_EVENT_NAME_LENGTH, MAX_EVENT_PAYLOAD_BYTES, userEventJson, type EventFireResult, type UserEventJson } from '../../../fsm/state/events.ts';
-import { badRequest, HttpError } from '../../errors.ts';
-import { abortOnClose, blockingQuery } from '../blocking.ts';
-import { readGate, setQueryMeta } from '../consistency.ts';
+import { MAX_EVENT_FILTER_LENGTH, MAX_EVENT_NAME_LENGTH, MAX_EVENT_PAYLOAD_BYTES, userEventJson } from '../../../fsm/state/events.ts';
+import { param, type Query } from '../../../http/query-options.ts';
+import { rawBody } from '../../../http/raw-body.ts';
+import { readEndpoint } from '../../../http/read-endpoint.ts';
+import { methodNotAllowed, sendJson, tailParam } from '../../../http/reply.ts';
+import { readQuery, writeQuery } from '../../../http/schemas.ts';
+import { badRequest, KonsulError } from '../../../lib/errors.ts';
+import { serverReads } from '../consistency.ts';
 import type { ServerContext } from '../context.ts';
-import { param, parseQueryOptions, type Query } from '../query-options.ts';
+
+type WithQuery = { Querystring: Query };
+
+/** An event as Consul's UserEvent answers it (fsm/state/events.ts userEventJson), fields in its order. */
+const USER_EVENT = {
+  type: 'object',
+  properties: {
+    ID: { type: 'string' },
+    Name: { type: 'string' },
+    Payload: { type: ['string', 'null'] },
+    NodeFilter: { type: 'string' },
+    ServiceFilter: { type: 'string' },
+    TagFilter: { type: 'string' },
+    Version: { type: 'number' },
+    LTime: { type: 'number' },
+  },
+} as const;
+
+const tooLarge = (size: number, max: number): KonsulError => new KonsulError('tooLarge', `Event payload too large (${size} > ${max} bytes)`);
 
 export const eventRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
   const { fsm } = ctx;
-  const tooLarge = (size: number) => new HttpError(413, `Event payload too large (${size} > ${MAX_EVENT_PAYLOAD_BYTES} bytes)`);
+  const reads = serverReads(ctx);
 
   // The payload is raw bytes whatever the content type.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_EVENT_PAYLOAD_BYTES }, (_req, body, done) => done(null, body));
-  app.addHook('onRequest', async (request) => {
-    const length = Number(request.headers['content-length'] ?? 0);
-    if (request.method === 'PUT' && length > MAX_EVENT_PAYLOAD_BYTES) throw tooLarge(length);
-  });
-  app.addHook('onError', async (_request, _reply, err) => {
-    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(MAX_EVENT_PAYLOAD_BYTES + 1);
-  });
+  await app.register(rawBody, { limitBytes: MAX_EVENT_PAYLOAD_BYTES, tooLarge });
 
-  app.put('/v1/event/fire/*', async (request, reply) => {
-    // Consul takes everything after /v1/event/fire/ as the name, slashes included.
-    const name = (request.params as { '*': string })['*'] ?? '';
-    if (name === '') throw badRequest('Missing name');
-    if (!isWellFormed(name) || name.length > MAX_EVENT_NAME_LENGTH) throw badRequest(`Invalid event name: at most ${MAX_EVENT_NAME_LENGTH} characters of well-formed Unicode`);
-    const query = request.query as Query;
-    const nodeFilter = param(query, 'node') ?? '';
-    const serviceFilter = param(query, 'service') ?? '';
-    const tagFilter = param(query, 'tag') ?? '';
-    // Consul's validateUserEventParams texts; Consul answers them with a 500, Konsul with a 400.
-    if (tagFilter !== '' && serviceFilter === '') throw badRequest('Cannot provide tag filter without service filter');
-    checkFilter(nodeFilter, 'node');
-    checkFilter(serviceFilter, 'service');
-    checkFilter(tagFilter, 'tag');
-    const payload = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
-    if (payload.length > MAX_EVENT_PAYLOAD_BYTES) throw tooLarge(payload.length);
-    const command = encodeCommand({
-      type: 'eventFire',
-      id: randomUUID(),
-      name,
-      payload: payload.toString('base64'),
-      nodeFilter,
-      serviceFilter,
-      tagFilter,
-    });
-    const result = (await ctx.cluster.propose(command)) as EventFireResult | ApplyError;
-    if ('ok' in result) throw new HttpError(result.code === 'invalidCommand' ? 400 : 500, result.error);
-    return sendJson(reply, result.event);
-  });
-
-  app.get('/v1/event/list', async (request, reply) => {
-    const query = request.query as Query;
-    const name = param(query, 'name') ?? '';
-    const opts = parseQueryOptions(query);
-    await readGate(ctx, opts.consistency);
-    const signal = opts.minIndex > 0 ? abortOnClose(reply, ctx.shutdownSignal) : undefined;
-    const { index, value } = await blockingQuery({
-      minIndex: opts.minIndex,
-      waitMs: opts.waitMs,
-      signal,
-      watch: (wake) => fsm.watches.watchTable('events', wake),
-      run: () => {
-        const events = fsm.events.list(name);
-        const newest = events[events.length - 1];
-        // Consul: uuidToUint64(newest ID), or 1 "to prevent a hot query loop"; here that is its index.
-        return { index: newest ? newest.Index : 1, value: events };
-      },
-    });
-    setQueryMeta(reply, ctx, index, opts.consistency);
-    return sendJson(reply, value.map((e) => userEventJson(e)));
-  });
-
-  app.route({
-    method: ['GET', 'POST', 'DELETE', 'PATCH'],
-    url: '/v1/event/fire/*',
-    handler: async (request) => {
-      throw new HttpError(405, `method ${request.method} not allowed`);
+  app.put<WithQuery>(
+    '/v1/event/fire/*',
+    { schema: { querystring: writeQuery('node', 'service', 'tag'), response: { 200: USER_EVENT } } },
+    async (request, reply) => {
+      // Consul takes everything after /v1/event/fire/ as the name, slashes included.
+      const name = tailParam(request, 'Missing name');
+      if (!isWellFormed(name) || name.length > MAX_EVENT_NAME_LENGTH) throw badRequest(`Invalid event name: at most ${MAX_EVENT_NAME_LENGTH} characters of well-formed Unicode`);
+      const nodeFilter = param(request.query, 'node') ?? '';
+      const serviceFilter = param(request.query, 'service') ?? '';
+      const tagFilter = param(request.query, 'tag') ?? '';
+      // Consul's validateUserEventParams texts; Consul answers them with a 500, Konsul with a 400.
+      if (tagFilter !== '' && serviceFilter === '') throw badRequest('Cannot provide tag filter without service filter');
+      checkFilter(nodeFilter, 'node');
+      checkFilter(serviceFilter, 'service');
+      checkFilter(tagFilter, 'tag');
+      const payload = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
+      const result = await ctx.cluster.propose(
+        encodeCommand({
+          type: 'eventFire',
+          id: randomUUID(),
+          name,
+          payload: payload.toString('base64'),
+          nodeFilter,
+          serviceFilter,
+          tagFilter,
+        }),
+      );
+      if ('ok' in result) throw new KonsulError(result.code === 'invalidCommand' ? 'badRequest' : 'internal', result.error);
+      return sendJson(reply, result.event);
     },
-  });
-  app.route({
-    method: ['PUT', 'POST', 'DELETE', 'PATCH'],
-    url: '/v1/event/list',
-    handler: async (request) => {
-      throw new HttpError(405, `method ${request.method} not allowed`);
+  );
+
+  app.get<WithQuery>(
+    '/v1/event/list',
+    { schema: { querystring: readQuery('name'), response: { 200: { type: 'array', items: USER_EVENT } } } },
+    async (request, reply) => {
+      const name = param(request.query, 'name') ?? '';
+      const events = await readEndpoint(reads, request, reply, {
+        watch: (wake) => fsm.watches.watchTable('events', wake),
+        run: () => {
+          const listed = fsm.events.list(name);
+          const newest = listed[listed.length - 1];
+          // Consul: uuidToUint64(newest ID), or 1 "to prevent a hot query loop"; here that is its index.
+          return { index: newest ? newest.Index : 1, value: listed };
+        },
+      });
+      return sendJson(reply, events.map((e) => userEventJson(e)));
     },
-  });
+  );
+
+  methodNotAllowed(app, '/v1/event/fire/*', ['PUT']);
+  methodNotAllowed(app, '/v1/event/list', ['GET']);
 };
-
-function sendJson(reply: FastifyReply, body: UserEventJson | UserEventJson[]): FastifyReply {
-  return reply.type('application/json').send(JSON.stringify(body));
-}
 
 /** The filters are regular expressions for the agents that receive the event (Consul compiles them first). */
 function checkFilter(filter: string, what: 'node' | 'service' | 'tag'): void {

@@ -10,11 +10,15 @@
 // woken by one change share one JSON rendering.
 import type { FastifyPluginAsync } from 'fastify';
 import { nodeWatchKey, serviceWatchKey, WATCH_CHECKS } from '../../../fsm/state/catalog.ts';
-import { boolParam, catalogRead, hasAllTags, matchesNodeMeta, methodNotAllowed, nodeMetaFilters, paramList, sendJson, tailParam } from '../catalog-query.ts';
-import { healthCheckJson, nodeJson, nodeServiceJson } from '../catalog-wire.ts';
+import { healthCheckJson, nodeJson, nodeServiceJson } from '../../../http/catalog-wire.ts';
+import { applyFilter, compileFilter, type Filter } from '../../../http/filter-expression.ts';
+import { param, paramList, type Query } from '../../../http/query-options.ts';
+import { methodNotAllowed, sendJson, tailParam } from '../../../http/reply.ts';
+import { readQuery } from '../../../http/schemas.ts';
+import { boolParam, catalogRead, hasAllTags, matchesNodeMeta, nodeMetaFilters } from '../catalog-query.ts';
 import type { ServerContext } from '../context.ts';
-import { applyFilter, compileFilter, type Filter } from '../filter-expression.ts';
-import { param, type Query } from '../query-options.ts';
+
+type WithQuery = { Querystring: Query };
 
 /** How many rendered health/service answers are kept (each for one query at one index). */
 const RENDER_CACHE_ENTRIES = 512;
@@ -23,9 +27,9 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
   const { fsm } = ctx;
   const rendered = new Map<string, { index: number; body: string }>();
 
-  app.get('/v1/health/service/*', async (request, reply) => {
+  app.get<WithQuery>('/v1/health/service/*', { schema: { querystring: readQuery('tag', 'node-meta', 'passing', 'near') } }, async (request, reply) => {
     const name = tailParam(request, 'Missing service name');
-    const query = request.query as Query;
+    const { query } = request;
     const tags = paramList(query, 'tag');
     const meta = nodeMetaFilters(query);
     const passing = boolParam(query, 'passing', 'Invalid value for ?passing');
@@ -52,9 +56,9 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
     return sendJson(reply, body);
   });
 
-  app.get('/v1/health/checks/*', async (request, reply) => {
+  app.get<WithQuery>('/v1/health/checks/*', { schema: { querystring: readQuery('node-meta', 'near') } }, async (request, reply) => {
     const name = tailParam(request, 'Missing service name');
-    const query = request.query as Query;
+    const { query } = request;
     const meta = nodeMetaFilters(query);
     const filter = param(query, 'filter');
     if (filter) compileFilter(filter);
@@ -71,9 +75,9 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
     return sendJson(reply, applyFilter(checks, filter));
   });
 
-  app.get('/v1/health/node/*', async (request, reply) => {
+  app.get<WithQuery>('/v1/health/node/*', { schema: { querystring: readQuery() } }, async (request, reply) => {
     const node = tailParam(request, 'Missing node name');
-    const filter = param(request.query as Query, 'filter');
+    const filter = param(request.query, 'filter');
     if (filter) compileFilter(filter);
     const checks = await catalogRead(ctx, request, reply, [nodeWatchKey(node)], () => ({
       index: fsm.catalog.nodeIndex(node),
@@ -82,9 +86,9 @@ export const healthRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (a
     return sendJson(reply, applyFilter(checks, filter));
   });
 
-  app.get('/v1/health/state/*', async (request, reply) => {
+  app.get<WithQuery>('/v1/health/state/*', { schema: { querystring: readQuery('node-meta', 'near') } }, async (request, reply) => {
     const state = tailParam(request, 'Missing check state');
-    const query = request.query as Query;
+    const { query } = request;
     const meta = nodeMetaFilters(query);
     const filter = param(query, 'filter');
     if (filter) compileFilter(filter);

@@ -11,46 +11,62 @@
 // - DELETE /v1/konsul/kv-recovery/<key>[?recurse]   forgets the versions for good
 // - GET  /v1/konsul/kv-recovery-rules       the rules in force (those the FSM holds), counts, bytes
 // Reads take the consistency modes of other reads and answer X-Consul-Index = the table's index.
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { encodeCommand, type Command } from '../../../fsm/commands.ts';
-import type { ApplyResult } from '../../../fsm/konsul-fsm.ts';
-import { formatGoDuration } from '../../../fsm/state/go-duration.ts';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { encodeCommand, type KvSetCommand } from '../../../fsm/commands.ts';
 import { createIndexOf, flagsOf, lockIndexOf, modifyIndexOf, sessionOf, valueLengthOf, valueOf } from '../../../fsm/state/kv-record.ts';
-import type { KvRecoveryApplyResult, KvRecoveryTable, RetiredVersion } from '../../../fsm/state/kv-recovery.ts';
-import { badRequest, HttpError, notFound } from '../../errors.ts';
-import { methodNotAllowed, sendJson } from '../catalog-query.ts';
-import { readGate, setQueryMeta } from '../consistency.ts';
+import type { KvRecoveryTable, RetiredVersion } from '../../../fsm/state/kv-recovery.ts';
+import type { ApplyError } from '../../../fsm/konsul-fsm.ts';
+import { has, param, parseUint, type Query } from '../../../http/query-options.ts';
+import { readEndpoint } from '../../../http/read-endpoint.ts';
+import { methodNotAllowed, sendJson } from '../../../http/reply.ts';
+import { readQuery, writeQuery } from '../../../http/schemas.ts';
+import { formatGoDuration } from '../../../lib/duration.ts';
+import { badRequest, KonsulError, notFound } from '../../../lib/errors.ts';
+import { serverReads } from '../consistency.ts';
 import type { ServerContext } from '../context.ts';
-import { has, param, parseQueryOptions, parseUint, type Query } from '../query-options.ts';
 
 const PREFIX = '/v1/konsul/kv-recovery/';
 
+type WithQuery = { Querystring: Query; Params: { '*'?: string } };
+
+/** PUT's answer: the version written back, and whether the write happened (false: ?cas did not match). */
+const RESTORED = { type: 'object', properties: { Key: { type: 'string' }, Version: { type: 'number' }, Written: { type: 'boolean' } } } as const;
+/** DELETE's answer: how many versions were forgotten. */
+const PURGED = { type: 'object', properties: { Removed: { type: 'number' } } } as const;
+const RULES = {
+  type: 'object',
+  properties: {
+    Rules: {
+      type: 'array',
+      items: { type: 'object', properties: { Prefix: { type: 'string' }, Retention: { type: 'string' }, MaxVersions: { type: 'number' } } },
+    },
+    MaxBytes: { type: 'number' },
+    Versions: { type: 'number' },
+    Bytes: { type: 'number' },
+  },
+} as const;
+
 export const kvRecoveryRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
   const table = ctx.fsm.kvRecovery;
+  const reads = serverReads(ctx);
 
-  /** Reads after the consistency gate, with the query headers. */
-  const read = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const opts = parseQueryOptions(request.query as Query);
-    await readGate(ctx, opts.consistency);
-    setQueryMeta(reply, ctx, table.index(), opts.consistency);
-  };
-
-  app.get(`${PREFIX}*`, async (request, reply) => {
+  // Reads take the consistency modes of other reads; they never block (X-Consul-Index is the table's index).
+  app.get<WithQuery>(`${PREFIX}*`, { schema: { querystring: readQuery('prefix') } }, async (request, reply) => {
     const key = keyOf(request);
-    await read(request, reply);
     if (key === '') {
-      const prefix = param(request.query as Query, 'prefix') ?? '';
-      return sendJson(reply, `[${table.list(prefix).map((v) => versionJson(table, v, false)).join(',')}]`);
+      const prefix = param(request.query, 'prefix') ?? '';
+      const listed = await readEndpoint(reads, request, reply, { run: () => ({ index: table.index(), value: table.list(prefix) }) });
+      return sendJson(reply, `[${listed.map((v) => versionJson(table, v, false)).join(',')}]`);
     }
-    const versions = table.versionsOf(key);
+    const versions = await readEndpoint(reads, request, reply, { run: () => ({ index: table.index(), value: table.versionsOf(key) }) });
     if (versions.length === 0) throw notFound(`no retired versions of ${JSON.stringify(key)}`);
     return sendJson(reply, `[${versions.map((v) => versionJson(table, v, true)).join(',')}]`);
   });
 
-  app.put(`${PREFIX}*`, async (request, reply) => {
+  app.put<WithQuery>(`${PREFIX}*`, { schema: { querystring: writeQuery('version', 'cas'), response: { 200: RESTORED } } }, async (request, reply) => {
     const key = keyOf(request);
     if (key === '') throw badRequest('Missing key name');
-    const query = request.query as Query;
+    const query = request.query;
     const versions = table.versionsOf(key);
     let version: RetiredVersion | undefined = versions[0];
     if (has(query, 'version')) {
@@ -61,7 +77,7 @@ export const kvRecoveryRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = asyn
     if (version === undefined) {
       throw notFound(has(query, 'version') ? `no retired version ${param(query, 'version')} of ${JSON.stringify(key)}` : `no retired versions of ${JSON.stringify(key)}`);
     }
-    const command: Command = {
+    const command: KvSetCommand = {
       type: 'kvSet',
       key,
       value: Buffer.from(valueOf(version.record)).toString('base64'),
@@ -70,42 +86,46 @@ export const kvRecoveryRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = asyn
       nowMs: Date.now(),
       ...(has(query, 'cas') ? { cas: requireUint(param(query, 'cas'), 'Invalid CAS index') } : {}),
     };
-    const result = (await ctx.cluster.propose(encodeCommand(command))) as ApplyResult;
-    if (typeof result !== 'boolean') throw new HttpError(result.code === 'invalidCommand' ? 400 : 500, result.error);
+    const result = await ctx.cluster.propose(encodeCommand(command));
+    if (typeof result !== 'boolean') throw applyError(result);
     return sendJson(reply, { Key: key, Version: modifyIndexOf(version.record), Written: result });
   });
 
-  app.delete(`${PREFIX}*`, async (request, reply) => {
+  app.delete<WithQuery>(`${PREFIX}*`, { schema: { querystring: writeQuery('recurse'), response: { 200: PURGED } } }, async (request, reply) => {
     const key = keyOf(request);
-    const recurse = has(request.query as Query, 'recurse');
+    const recurse = has(request.query, 'recurse');
     if (key === '' && !recurse) throw badRequest('Missing key name (use ?recurse to forget every version)');
-    const command: Command = { type: 'kvRecoveryPurge', key, ...(recurse ? { recurse: true as const } : {}) };
-    const result = (await ctx.cluster.propose(encodeCommand(command))) as KvRecoveryApplyResult;
+    const result = await ctx.cluster.propose(encodeCommand({ type: 'kvRecoveryPurge', key, ...(recurse ? { recurse: true as const } : {}) }));
+    if ('ok' in result) throw applyError(result);
     return sendJson(reply, { Removed: result.removed });
   });
 
-  app.get('/v1/konsul/kv-recovery-rules', async (request, reply) => {
-    await read(request, reply);
-    return sendJson(reply, {
-      Rules: table.currentRules().map((r) => ({ Prefix: r.prefix, Retention: formatGoDuration(r.retentionMs * 1_000_000), MaxVersions: r.maxVersions })),
-      MaxBytes: table.currentMaxBytes(),
-      Versions: table.versionCount,
-      Bytes: table.totalBytes,
+  app.get('/v1/konsul/kv-recovery-rules', { schema: { querystring: readQuery(), response: { 200: RULES } } }, async (request, reply) => {
+    const rules = await readEndpoint(reads, request, reply, {
+      run: () => ({
+        index: table.index(),
+        value: {
+          Rules: table.currentRules().map((r) => ({ Prefix: r.prefix, Retention: formatGoDuration(r.retentionMs * 1_000_000), MaxVersions: r.maxVersions })),
+          MaxBytes: table.currentMaxBytes(),
+          Versions: table.versionCount,
+          Bytes: table.totalBytes,
+        },
+      }),
     });
+    return sendJson(reply, rules);
   });
 
-  app.route({
-    method: ['POST', 'PATCH'],
-    url: `${PREFIX}*`,
-    handler: async (request) => {
-      throw new HttpError(405, `method ${request.method} not allowed`);
-    },
-  });
+  methodNotAllowed(app, `${PREFIX}*`, ['GET', 'PUT', 'DELETE']);
   methodNotAllowed(app, '/v1/konsul/kv-recovery-rules', ['GET']);
 };
 
-function keyOf(request: FastifyRequest): string {
-  const key = (request.params as { '*': string })['*'] ?? '';
+/** A command the FSM refused as malformed is the request's fault; anything else is a 500. */
+function applyError(result: ApplyError): KonsulError {
+  return new KonsulError(result.code === 'invalidCommand' ? 'badRequest' : 'internal', result.error);
+}
+
+function keyOf(request: FastifyRequest<WithQuery>): string {
+  const key = request.params['*'] ?? '';
   if (key.startsWith('/')) throw badRequest("Invalid key: a key must not begin with a '/'");
   return key;
 }

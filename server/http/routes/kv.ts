@@ -4,11 +4,15 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { encodeCommand, type Command } from '../../../fsm/commands.ts';
 import type { ApplyResult, KonsulFsm } from '../../../fsm/konsul-fsm.ts';
 import type { KvEntry } from '../../../fsm/state/kv.ts';
-import { badRequest, HttpError } from '../../errors.ts';
+import { has, param, parseQueryOptions, parseUint, type Query } from '../../../http/query-options.ts';
+import { consulBodyTooLarge, rawBody } from '../../../http/raw-body.ts';
+import { readGate } from '../../../http/read-endpoint.ts';
+import { methodNotAllowedError } from '../../../http/reply.ts';
+import { readQuery, writeQuery } from '../../../http/schemas.ts';
+import { badRequest, KonsulError } from '../../../lib/errors.ts';
 import { answerKey, createAnswerHub, type AnswerContent, type AnswerHub, type SharedQuery } from '../answer-hub.ts';
-import { readGate } from '../consistency.ts';
+import { serverReads } from '../consistency.ts';
 import type { ServerContext } from '../context.ts';
-import { has, param, parseQueryOptions, parseUint, type Query } from '../query-options.ts';
 
 const MAX_UINT64 = 18446744073709551615n;
 
@@ -22,26 +26,11 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesOptions> = async (app, { ctx, 
   const { config, fsm } = ctx;
   const answers = given ?? createAnswerHub(ctx);
 
-  // KV bodies are raw bytes whatever their content type (curl sends form encoding by default).
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: config.kvMaxValueSize }, (_req, body, done) => done(null, body));
+  const reads = serverReads(ctx);
 
-  const tooLarge = (size: number) =>
-    new HttpError(
-      413,
-      `Request body(${size} bytes) too large, max size: ${config.kvMaxValueSize} bytes. See https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.`,
-    );
-
-  // Refuse oversized bodies before reading them; chunked ones are cut off by bodyLimit. (A callback
-  // hook: every GET passes here, and an async one would cost each of them a promise.)
-  app.addHook('onRequest', (request, _reply, done) => {
-    if (request.method !== 'PUT') return done();
-    const length = Number(request.headers['content-length'] ?? 0);
-    done(length > config.kvMaxValueSize ? tooLarge(length) : undefined);
-  });
-  app.addHook('onError', async (_request, _reply, err) => {
-    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge(config.kvMaxValueSize + 1);
-  });
+  // KV bodies are raw bytes whatever their content type (curl sends form encoding by default); one
+  // over kv_max_value_size is refused with Consul's 413 before it is read.
+  await app.register(rawBody, { limitBytes: config.kvMaxValueSize, tooLarge: consulBodyTooLarge });
 
   const keyOf = (request: FastifyRequest): string => {
     const key = (request.params as { '*': string })['*'] ?? '';
@@ -49,11 +38,11 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesOptions> = async (app, { ctx, 
     return key;
   };
 
-  app.get('/v1/kv/*', async (request, reply) => {
+  app.get<WithQuery>('/v1/kv/*', { schema: { querystring: readQuery('keys', 'recurse', 'raw', 'separator') } }, async (request, reply) => {
     const key = keyOf(request);
-    const query = request.query as Query;
+    const { query } = request;
     const opts = parseQueryOptions(query);
-    await readGate(ctx, opts.consistency);
+    await readGate(reads, opts.consistency);
     let read: KvRead;
     if (has(query, 'keys')) read = new KvRead(fsm, 'keys', key, param(query, 'separator') ?? param(query, 'seperator') ?? '');
     else if (has(query, 'recurse')) read = new KvRead(fsm, 'recurse', key, '');
@@ -62,13 +51,12 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesOptions> = async (app, { ctx, 
     answers.serve(reply, opts, read);
   });
 
-  app.put('/v1/kv/*', async (request, reply) => {
+  app.put<WithQuery>('/v1/kv/*', { schema: { querystring: writeQuery('flags', 'cas', 'acquire', 'release') } }, async (request, reply) => {
     const key = keyOf(request);
     if (key === '') throw badRequest('Missing key name');
-    const query = request.query as Query;
+    const { query } = request;
     rejectConflictingFlags(query, ['cas', 'acquire', 'release']);
     const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
-    if (body.length > config.kvMaxValueSize) throw tooLarge(body.length);
     const flags = parseFlags(param(query, 'flags'));
     const command: Command = {
       type: 'kvSet',
@@ -82,13 +70,12 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesOptions> = async (app, { ctx, 
       ...(!has(query, 'acquire') && fsm.kvRecovery.covers(key) ? { nowMs: Date.now() } : {}),
       ...(has(query, 'release') ? { release: requireSession(param(query, 'release')) } : {}),
     };
-    const result = await ctx.cluster.propose(encodeCommand(command));
-    return sendApplyResult(reply, result as ApplyResult);
+    return sendApplyResult(reply, await ctx.cluster.propose(encodeCommand(command)));
   });
 
-  app.delete('/v1/kv/*', async (request, reply) => {
+  app.delete<WithQuery>('/v1/kv/*', { schema: { querystring: writeQuery('recurse', 'cas') } }, async (request, reply) => {
     const key = keyOf(request);
-    const query = request.query as Query;
+    const { query } = request;
     rejectConflictingFlags(query, ['recurse', 'cas']);
     let command: Command;
     if (has(query, 'recurse')) command = { type: 'kvDeleteTree', prefix: key };
@@ -97,20 +84,20 @@ export const kvRoutes: FastifyPluginAsync<KvRoutesOptions> = async (app, { ctx, 
     else command = { type: 'kvDelete', key };
     // A delete that may retire values kept by recovery rules carries the time it happened.
     if (command.type === 'kvDeleteTree' ? fsm.kvRecovery.overlaps(key) : fsm.kvRecovery.covers(key)) command = { ...command, nowMs: Date.now() };
-    const result = await ctx.cluster.propose(encodeCommand(command));
-    return sendApplyResult(reply, result as ApplyResult);
+    return sendApplyResult(reply, await ctx.cluster.propose(encodeCommand(command)));
   });
 
   app.route({
     method: ['POST', 'PATCH', 'OPTIONS'],
     url: '/v1/kv/*',
     handler: async (request) => {
-      throw new HttpError(405, `method ${request.method} not allowed`);
+      throw methodNotAllowedError(request.method);
     },
   });
 };
 
 type KvShape = 'entry' | 'raw' | 'recurse' | 'keys';
+type WithQuery = { Querystring: Query };
 
 const JSON_TYPE = ['content-type', 'application/json; charset=utf-8'] as const;
 const RAW_HEADERS = ['content-type', 'text/plain', 'x-content-type-options', 'nosniff', 'content-security-policy', 'sandbox'] as const;
@@ -181,7 +168,7 @@ function notFound(index: number): AnswerContent {
 function sendApplyResult(reply: FastifyReply, result: ApplyResult): FastifyReply {
   if (typeof result === 'boolean') return reply.type('application/json').send(result ? 'true' : 'false');
   if (result.code === 'invalidCommand') throw badRequest(result.error);
-  throw new HttpError(500, result.error);
+  throw new KonsulError('internal', result.error);
 }
 
 function validateKey(key: string, maxBytes: number): void {

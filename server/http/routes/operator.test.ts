@@ -1,6 +1,6 @@
 // /v1/operator against an in-memory ClusterService: Consul's exact JSON shapes, statuses and error
 // texts, and request validation. (The real cluster service is tested end to end with processes.)
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import t, { type Test } from 'tap';
 import {
   ClusterError,
@@ -10,9 +10,9 @@ import {
   type ClusterStats,
   type ServerInfo,
 } from '../../cluster/cluster-service.ts';
-import { toHttpError } from '../../errors.ts';
+import { createHttpApp } from '../../../http/app.ts';
 import type { ServerContext } from '../context.ts';
-import { goDuration, goTimeToSecond, operatorRoutes } from './operator.ts';
+import { goTimeToSecond, operatorRoutes, readableDuration } from './operator.ts';
 
 const SERVERS: ServerInfo[] = [
   { id: 'n1', rpcAddr: '10.0.0.1:8300', httpAddr: '10.0.0.1:8500', voter: true, leader: true },
@@ -92,16 +92,9 @@ class FakeCluster implements ClusterService {
 
 const ctx = { config: { datacenter: 'dc1' }, version: '1.18.0' } as unknown as ServerContext;
 
-/** The app as app.ts builds it (same error and not-found handling), with only the operator routes. */
+/** The app as the platform builds it (http/app.ts: its error and not-found handling, the shared query schemas), with only the operator routes. */
 async function appFor(t: Test, cluster: ClusterService): Promise<FastifyInstance> {
-  const app = Fastify({ routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 4096 } });
-  app.setErrorHandler((err, _request, reply) => {
-    const httpErr = toHttpError(err);
-    void reply.code(httpErr.statusCode).type('text/plain; charset=utf-8').send(httpErr.message);
-  });
-  app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).type('text/plain; charset=utf-8').send(`Not found: ${request.method} ${request.url.split('?')[0]}`);
-  });
+  const app = createHttpApp({ shutdownSignal: new AbortController().signal });
   await app.register(operatorRoutes, { ctx, cluster });
   t.teardown(() => app.close());
   return app;
@@ -288,13 +281,13 @@ t.test('PUT /v1/operator/autopilot/configuration: bad bodies are 400s with a mes
   t.same(await put('{"MinQuorum":9}'), { status: 400, body: 'MinQuorum must be at most the number of voters (3)' });
 });
 
-t.test('goDuration prints Go\'s time.Duration.String()', async (t) => {
+t.test('readableDuration prints Go\'s time.Duration.String(), and -1 (never) as -1ns', async (t) => {
   const cases: [number, string][] = [
     [0, '0s'], [0.0005, '500ns'], [0.85, '850µs'], [0.0015, '1.5µs'], [4.123, '4.123ms'], [200, '200ms'], [999.9999, '999.9999ms'],
     [1000, '1s'], [1500, '1.5s'], [10_000, '10s'], [60_000, '1m0s'], [90_000, '1m30s'], [3_600_000, '1h0m0s'], [3_723_004, '1h2m3.004s'],
     [-1, '-1ns'], [-250, '-250ms'],
   ];
-  for (const [ms, text] of cases) t.equal(goDuration(ms), text, `${ms} ms`);
+  for (const [ms, text] of cases) t.equal(readableDuration(ms), text, `${ms} ms`);
 });
 
 t.test('goTimeToSecond rounds to the second in UTC, as Consul sends StableSince', async (t) => {

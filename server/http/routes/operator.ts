@@ -3,11 +3,14 @@
 // api/operator_autopilot.go), so that `consul operator ...`, the Go/Python/Ruby clients and Terraform
 // work unchanged against Konsul. In Konsul a server's Raft ID is its node name, so ID = Node.
 import type { FastifyPluginAsync } from 'fastify';
-import type { AutopilotConfig, ClusterError } from '../../cluster/cluster-service.ts';
-import { badRequest, HttpError, NO_LEADER_TEXT } from '../../errors.ts';
-import type { ServerContext } from '../context.ts';
-import { parseDurationMs, parseQueryOptions, parseUint, type Query } from '../query-options.ts';
-import { acceptJsonBodies, callCluster, commonQuerySchema, type ClusterRouteOptions } from './cluster.ts';
+import { has, param, parseQueryOptions, parseUint, type Query } from '../../../http/query-options.ts';
+import { sendJson } from '../../../http/reply.ts';
+import { readQuery, writeQuery } from '../../../http/schemas.ts';
+import { formatGoDurationMs, parseGoDurationMs } from '../../../lib/duration.ts';
+import { badRequest, KonsulError, NO_LEADER_TEXT } from '../../../lib/errors.ts';
+import { ClusterError, type AutopilotConfig } from '../../cluster/cluster-service.ts';
+import { checkDatacenter } from '../catalog-query.ts';
+import { acceptJsonBodies, queryWithOwn, type ClusterRouteOptions } from './cluster.ts';
 
 /** Consul sends the Raft protocol version as a string; Konsul speaks the equivalent of version 3. */
 const RAFT_PROTOCOL_VERSION = '3';
@@ -69,10 +72,78 @@ export interface AutopilotConfigBody {
 
 const AUTOPILOT_DECODE_PREFIX = 'Error parsing autopilot config: ';
 
+const TEXT = { type: 'string' } as const;
+const NUMBER = { type: 'number' } as const;
+const BOOLEAN = { type: 'boolean' } as const;
+/** api.RaftConfiguration, fields in Consul's order. */
+const RAFT_CONFIGURATION = {
+  type: 'object',
+  properties: {
+    Servers: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { ID: TEXT, Node: TEXT, Address: TEXT, Leader: BOOLEAN, ProtocolVersion: TEXT, Voter: BOOLEAN, LastIndex: NUMBER },
+      },
+    },
+    Index: NUMBER,
+  },
+} as const;
+/** api.OperatorHealthReply, fields in Consul's order. */
+const AUTOPILOT_HEALTH = {
+  type: 'object',
+  properties: {
+    Healthy: BOOLEAN,
+    FailureTolerance: NUMBER,
+    Servers: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          ID: TEXT,
+          Name: TEXT,
+          Address: TEXT,
+          SerfStatus: TEXT,
+          Version: TEXT,
+          Leader: BOOLEAN,
+          LastContact: TEXT,
+          LastTerm: NUMBER,
+          LastIndex: NUMBER,
+          Healthy: BOOLEAN,
+          Voter: BOOLEAN,
+          StableSince: TEXT,
+        },
+      },
+    },
+  },
+} as const;
+/** api.AutopilotConfiguration, fields in Consul's order. */
+const AUTOPILOT_CONFIGURATION = {
+  type: 'object',
+  properties: {
+    CleanupDeadServers: BOOLEAN,
+    LastContactThreshold: TEXT,
+    MaxTrailingLogs: NUMBER,
+    MinQuorum: NUMBER,
+    ServerStabilizationTime: TEXT,
+    RedundancyZoneTag: TEXT,
+    DisableUpgradeMigration: BOOLEAN,
+    UpgradeVersionTag: TEXT,
+    CreateIndex: NUMBER,
+    ModifyIndex: NUMBER,
+  },
+} as const;
+
+type WithQuery = { Querystring: Query };
+
 export const operatorRoutes: FastifyPluginAsync<ClusterRouteOptions> = async (app, { ctx, cluster }) => {
   acceptJsonBodies(app, AUTOPILOT_DECODE_PREFIX);
 
-  /** Consul's query handling for reads: ?dc, ?index/?wait syntax, ?stale vs ?consistent; returns whether ?stale was given. */
+  /**
+   * Consul's query handling for reads: ?dc, ?index/?wait syntax, ?stale vs ?consistent; returns
+   * whether ?stale was given. These reads are forwarded to the leader in Consul, not gated or
+   * blocking: no readEndpoint, and no X-Consul-* headers.
+   */
   const readOptions = (query: Query): { stale: boolean } => {
     checkDatacenter(ctx, query);
     const { consistency } = parseQueryOptions(query);
@@ -80,13 +151,13 @@ export const operatorRoutes: FastifyPluginAsync<ClusterRouteOptions> = async (ap
   };
   /** Consul forwards these reads to the leader: without one (and without ?stale) they fail with its text. */
   const requireLeader = () => {
-    if (cluster.leaderId() === '') throw new HttpError(500, NO_LEADER_TEXT);
+    if (cluster.leaderId() === '') throw new KonsulError('noLeader', NO_LEADER_TEXT);
   };
 
-  app.get('/v1/operator/raft/configuration', { schema: { querystring: readQuerySchema } }, async (request) => {
-    if (!readOptions(request.query as Query).stale) requireLeader();
+  app.get<WithQuery>('/v1/operator/raft/configuration', { schema: { querystring: readQuery(), response: { 200: RAFT_CONFIGURATION } } }, async (request, reply) => {
+    if (!readOptions(request.query).stale) requireLeader();
     const lastIndexById = new Map(cluster.autopilotHealth().servers.map((s) => [s.id, s.lastIndex]));
-    return {
+    return sendJson(reply, {
       Servers: cluster.servers().map((s) => ({
         ID: s.id,
         Node: s.id,
@@ -97,49 +168,46 @@ export const operatorRoutes: FastifyPluginAsync<ClusterRouteOptions> = async (ap
         LastIndex: lastIndexById.get(s.id) ?? 0,
       })),
       Index: cluster.configurationIndex(),
-    };
+    });
   });
 
-  app.delete('/v1/operator/raft/peer', {
-    schema: {
-      querystring: {
-        ...commonQuerySchema,
-        properties: { ...commonQuerySchema.properties, id: { type: 'string', maxLength: 256 }, address: { type: 'string', maxLength: 300 } },
-      },
-    },
+  app.delete<WithQuery>('/v1/operator/raft/peer', {
+    schema: { querystring: queryWithOwn(writeQuery(), { id: { type: 'string', maxLength: 256 }, address: { type: 'string', maxLength: 300 } }) },
   }, async (request, reply) => {
-    const query = request.query as { id?: string; address?: string } & Query;
+    const query = request.query;
     checkDatacenter(ctx, query);
-    const hasId = query.id !== undefined;
-    const hasAddress = query.address !== undefined;
+    const id = param(query, 'id');
+    const address = param(query, 'address');
+    const hasId = id !== undefined;
+    const hasAddress = address !== undefined;
     if (!hasId && !hasAddress) throw badRequest("Must specify either ?id with the server's ID or ?address with IP:port of peer to remove");
     if (hasId && hasAddress) throw badRequest('Must specify only one of ?id or ?address');
     // Consul answers an unknown peer with a 500 and this text (its RPC error, passed through).
     const notInConfiguration = hasId
-      ? `id ${JSON.stringify(query.id)} was not found in the Raft configuration`
-      : `address ${JSON.stringify(query.address)} was not found in the Raft configuration`;
-    if ((hasId ? query.id : query.address) === '') throw new HttpError(500, notInConfiguration);
-    await callCluster(
-      () => cluster.remove(hasId ? { id: query.id } : { address: query.address }),
-      (err) => (err.code === 'notFound' ? new HttpError(500, notInConfiguration) : consulStatusFor(err)),
-    );
+      ? `id ${JSON.stringify(id)} was not found in the Raft configuration`
+      : `address ${JSON.stringify(address)} was not found in the Raft configuration`;
+    if ((hasId ? id : address) === '') throw new KonsulError('internal', notInConfiguration);
+    await asConsulOperator(() => cluster.remove(hasId ? { id } : { address }), notInConfiguration);
     // Consul answers 200 with an empty body.
     return reply.code(200).send();
   });
 
-  app.post('/v1/operator/raft/transfer-leader', {
-    schema: { querystring: { ...commonQuerySchema, properties: { ...commonQuerySchema.properties, id: { type: 'string', maxLength: 256 } } } },
-  }, async (request) => {
-    const query = request.query as { id?: string } & Query;
+  app.post<WithQuery>('/v1/operator/raft/transfer-leader', {
+    schema: { querystring: queryWithOwn(writeQuery(), { id: { type: 'string', maxLength: 256 } }), response: { 200: { type: 'object', properties: { Success: BOOLEAN } } } },
+  }, async (request, reply) => {
+    const query = request.query;
     checkDatacenter(ctx, query);
     // Consul: an empty or missing ?id lets Raft pick the most up-to-date voter.
-    await callCluster(() => cluster.transferLeader(query.id ? query.id : undefined), consulStatusFor);
-    return { Success: true };
+    const id = param(query, 'id');
+    await asConsulOperator(() => cluster.transferLeader(id ? id : undefined));
+    return sendJson(reply, { Success: true });
   });
 
-  app.get('/v1/operator/autopilot/health', { schema: { querystring: readQuerySchema } }, async (request, reply) => {
+  app.get<WithQuery>('/v1/operator/autopilot/health', {
+    schema: { querystring: readQuery(), response: { 200: AUTOPILOT_HEALTH, 429: AUTOPILOT_HEALTH } },
+  }, async (request, reply) => {
     // Consul always asks the leader here (it forces a consistent read), ?stale or not.
-    readOptions(request.query as Query);
+    readOptions(request.query);
     requireLeader();
     const health = cluster.autopilotHealth();
     const { lastContactThresholdMs } = cluster.autopilotConfig();
@@ -155,7 +223,7 @@ export const operatorRoutes: FastifyPluginAsync<ClusterRouteOptions> = async (ap
         SerfStatus: s.lastContactMs >= 0 && s.lastContactMs <= lastContactThresholdMs ? 'alive' : 'failed',
         Version: s.id === selfId ? ctx.version : '',
         Leader: s.leader,
-        LastContact: goDuration(s.lastContactMs),
+        LastContact: readableDuration(s.lastContactMs),
         LastTerm: s.lastTerm,
         LastIndex: s.lastIndex,
         Healthy: s.healthy,
@@ -164,15 +232,17 @@ export const operatorRoutes: FastifyPluginAsync<ClusterRouteOptions> = async (ap
       })),
     };
     // Consul: "Reply with status 429 if something is unhealthy", with the same body.
-    return reply.code(health.healthy ? 200 : 429).send(body);
+    return sendJson(reply.code(health.healthy ? 200 : 429), body);
   });
 
-  app.get('/v1/operator/autopilot/configuration', { schema: { querystring: readQuerySchema } }, async (request) => {
-    if (!readOptions(request.query as Query).stale) requireLeader();
+  app.get<WithQuery>('/v1/operator/autopilot/configuration', {
+    schema: { querystring: readQuery(), response: { 200: AUTOPILOT_CONFIGURATION } },
+  }, async (request, reply) => {
+    if (!readOptions(request.query).stale) requireLeader();
     const config = cluster.autopilotConfig();
-    return {
+    return sendJson(reply, {
       CleanupDeadServers: config.cleanupDeadServers,
-      LastContactThreshold: goDuration(config.lastContactThresholdMs),
+      LastContactThreshold: readableDuration(config.lastContactThresholdMs),
       MaxTrailingLogs: UNSUPPORTED_AUTOPILOT_DEFAULTS.MaxTrailingLogs,
       MinQuorum: config.minQuorum,
       ServerStabilizationTime: UNSUPPORTED_AUTOPILOT_DEFAULTS.ServerStabilizationTime,
@@ -181,49 +251,44 @@ export const operatorRoutes: FastifyPluginAsync<ClusterRouteOptions> = async (ap
       UpgradeVersionTag: UNSUPPORTED_AUTOPILOT_DEFAULTS.UpgradeVersionTag,
       CreateIndex: AUTOPILOT_CONFIG_INDEX,
       ModifyIndex: AUTOPILOT_CONFIG_INDEX,
-    };
+    });
   });
 
-  app.put<{ Body: AutopilotConfigBody }>('/v1/operator/autopilot/configuration', {
-    schema: {
-      querystring: { ...commonQuerySchema, properties: { ...commonQuerySchema.properties, cas: { type: 'string' } } },
-      body: autopilotConfigBodySchema,
-    },
+  app.put<{ Querystring: Query; Body: AutopilotConfigBody }>('/v1/operator/autopilot/configuration', {
+    schema: { querystring: queryWithOwn(writeQuery(), { cas: { type: 'string' } }), body: autopilotConfigBodySchema },
   }, async (request, reply) => {
-    const query = request.query as { cas?: string } & Query;
+    const query = request.query;
     checkDatacenter(ctx, query);
     const update = autopilotUpdateFrom(request.body);
     let casOk = true;
-    if (query.cas !== undefined) {
-      const cas = parseUint(query.cas);
-      if (cas === null) throw badRequest(`Error parsing cas value: strconv.ParseUint: parsing ${JSON.stringify(query.cas)}: invalid syntax`);
+    if (has(query, 'cas')) {
+      const text = param(query, 'cas') ?? '';
+      const cas = parseUint(text);
+      if (cas === null) throw badRequest(`Error parsing cas value: strconv.ParseUint: parsing ${JSON.stringify(text)}: invalid syntax`);
       casOk = cas === AUTOPILOT_CONFIG_INDEX;
     }
-    if (casOk) await callCluster(() => cluster.setAutopilotConfig(update), consulStatusFor);
+    if (casOk) await asConsulOperator(() => cluster.setAutopilotConfig(update));
     // Consul answers true for a plain PUT, and the CAS outcome for ?cas.
-    return reply.type('application/json').send(casOk ? 'true' : 'false');
+    return sendJson(reply, casOk ? 'true' : 'false');
   });
 };
 
-const readQuerySchema = {
-  ...commonQuerySchema,
-  properties: { ...commonQuerySchema.properties, index: { type: 'string' }, wait: { type: 'string' } },
-} as const;
-
-/** Konsul serves one datacenter; Consul answers any other with this 500. */
-function checkDatacenter(ctx: ServerContext, query: Query): void {
-  const dc = query.dc;
-  if (typeof dc === 'string' && dc !== '' && dc !== ctx.config.datacenter) throw new HttpError(500, 'No path to datacenter');
-}
-
 /**
- * Consul passes the errors of its operator RPCs through as 500s with their text; only request
- * validation is a 400. "No cluster leader" keeps Consul's exact text.
+ * Runs a cluster operation with Consul's operator statuses, which differ from /v1/cluster's: Consul
+ * passes the errors of its operator RPCs through as 500s with their text; only request validation
+ * is a 400. "No cluster leader" keeps Consul's exact text. `notInConfiguration` is the text of an
+ * unknown peer (a 500 too).
  */
-function consulStatusFor(err: ClusterError): HttpError {
-  if (err.code === 'badRequest') return new HttpError(400, err.message);
-  if (err.code === 'noLeader') return new HttpError(500, NO_LEADER_TEXT);
-  return new HttpError(500, err.message);
+async function asConsulOperator<T>(operation: () => T | Promise<T>, notInConfiguration?: string): Promise<T> {
+  try {
+    return await operation();
+  } catch (err) {
+    if (!(err instanceof ClusterError)) throw err;
+    if (err.code === 'notFound' && notInConfiguration !== undefined) throw new KonsulError('internal', notInConfiguration);
+    if (err.code === 'badRequest') throw badRequest(err.message);
+    if (err.code === 'noLeader') throw new KonsulError('noLeader', NO_LEADER_TEXT);
+    throw new KonsulError('internal', err.message);
+  }
 }
 
 /**
@@ -250,53 +315,17 @@ function durationMsField(value: unknown, field: string): number | undefined {
     if (!Number.isFinite(value) || value < 0) throw badRequest(`${AUTOPILOT_DECODE_PREFIX}${field} must not be negative`);
     return value / 1e6;
   }
-  const ms = parseDurationMs(value);
-  if (ms === null) throw badRequest(`${AUTOPILOT_DECODE_PREFIX}time: invalid duration ${JSON.stringify(value)}`);
+  const ms = parseGoDurationMs(value);
+  if (ms === null || ms < 0) throw badRequest(`${AUTOPILOT_DECODE_PREFIX}time: invalid duration ${JSON.stringify(value)}`);
   return ms;
 }
 
 /**
- * Go's time.Duration.String() of a duration in milliseconds, as Consul's ReadableDuration sends it:
- * "0s", "850µs", "4.123ms", "1.5s", "1m30s", "1h0m0s"; -1 (never) is Go's -1ns, which Consul sends
- * for a server the leader has never heard from.
+ * A duration in milliseconds as Consul's ReadableDuration sends it (Go's Duration.String()); -1
+ * (never) is Go's -1ns, which Consul sends for a server the leader has never heard from.
  */
-export function goDuration(ms: number): string {
-  if (ms === -1) return '-1ns';
-  let ns = Math.round(ms * 1e6);
-  if (ns === 0) return '0s';
-  const sign = ns < 0 ? '-' : '';
-  ns = Math.abs(ns);
-  if (ns < 1e3) return `${sign}${ns}ns`;
-  if (ns < 1e6) return `${sign}${withFraction(ns, 3)}µs`;
-  if (ns < 1e9) return `${sign}${withFraction(ns, 6)}ms`;
-  const [fraction, wholeSeconds] = fractionDigits(ns, 9);
-  let text = `${wholeSeconds % 60}${fraction}s`;
-  const minutes = Math.floor(wholeSeconds / 60);
-  if (minutes > 0) {
-    text = `${minutes % 60}m${text}`;
-    const hours = Math.floor(minutes / 60);
-    if (hours > 0) text = `${hours}h${text}`;
-  }
-  return `${sign}${text}`;
-}
-
-function withFraction(value: number, precision: number): string {
-  const [fraction, whole] = fractionDigits(value, precision);
-  return `${whole}${fraction}`;
-}
-
-/** The `precision` lowest decimal digits of `value` as ".ddd" without trailing zeros ('' if all zero), and the rest. */
-function fractionDigits(value: number, precision: number): [string, number] {
-  let digits = '';
-  let printing = false;
-  let rest = value;
-  for (let i = 0; i < precision; i++) {
-    const digit = rest % 10;
-    printing ||= digit !== 0;
-    if (printing) digits = `${digit}${digits}`;
-    rest = Math.floor(rest / 10);
-  }
-  return [printing ? `.${digits}` : '', rest];
+export function readableDuration(ms: number): string {
+  return ms === -1 ? '-1ns' : formatGoDurationMs(ms);
 }
 
 /** Consul sends StableSince rounded to the second, in UTC, as Go's time.Time JSON (RFC 3339). */

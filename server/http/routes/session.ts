@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { encodeCommand, isWellFormed } from '../../../fsm/commands.ts';
 import type { ApplyError } from '../../../fsm/konsul-fsm.ts';
-import { formatGoDuration, parseGoDuration } from '../../../fsm/state/go-duration.ts';
+import { formatGoDuration, parseGoDuration } from '../../../lib/duration.ts';
 import { SESSION_LIMITS } from '../../../fsm/state/session-commands.ts';
 import {
   DEFAULT_LOCK_DELAY_NS,
@@ -23,17 +23,42 @@ import {
   sessionJson,
   sessionNodeWatchKey,
   type Session,
-  type SessionApplyResult,
 } from '../../../fsm/state/sessions.ts';
-import { badRequest, HttpError } from '../../errors.ts';
-import { abortOnClose, blockingQuery } from '../blocking.ts';
-import { readGate, setQueryMeta } from '../consistency.ts';
+import { rawBody } from '../../../http/raw-body.ts';
+import { readEndpoint } from '../../../http/read-endpoint.ts';
+import { methodNotAllowedError, sendJson } from '../../../http/reply.ts';
+import { readQuery, writeQuery } from '../../../http/schemas.ts';
+import { badRequest, KonsulError } from '../../../lib/errors.ts';
+import { serverReads } from '../consistency.ts';
 import type { ServerContext } from '../context.ts';
-import { parseQueryOptions, type Query } from '../query-options.ts';
 
 /** Consul's lockDelayMinThreshold: a LockDelay below 1000 (ns) is taken as seconds. */
 const LOCK_DELAY_MIN_THRESHOLD_NS = 1000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** PUT /v1/session/create's answer. */
+const SESSION_CREATED = { type: 'object', properties: { ID: { type: 'string' } } } as const;
+
+/** A session as sessionJson (fsm/state/sessions.ts) writes it, in its field order: lists of them answer reads and renewals. */
+const SESSION_LIST = {
+  type: 'array',
+  items: {
+    type: 'object',
+    properties: {
+      ID: { type: 'string' },
+      Name: { type: 'string' },
+      Node: { type: 'string' },
+      LockDelay: { type: 'number' },
+      Behavior: { type: 'string' },
+      TTL: { type: 'string' },
+      NodeChecks: { type: ['array', 'null'], items: { type: 'string' } },
+      ServiceChecks: { type: ['array', 'null'], items: { type: 'object', properties: { ID: { type: 'string' }, Namespace: { type: 'string' } } } },
+      Checks: { type: 'array', items: { type: 'string' } },
+      CreateIndex: { type: 'number' },
+      ModifyIndex: { type: 'number' },
+    },
+  },
+} as const;
 
 /** A create request after Consul's decoding and defaults (agent/session_endpoint.go). */
 export interface SessionCreateRequest {
@@ -51,17 +76,17 @@ export const sessionRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (
   const { config, fsm } = ctx;
   const sessionTtlMinNs = config.sessionTtlMinMs * 1_000_000;
 
+  const reads = serverReads(ctx);
   // Bodies are JSON whatever their content type (curl sends form encoding by default); Consul
   // answers a body it cannot decode with its own 400 text.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  await app.register(rawBody);
 
-  app.put('/v1/session/create', async (request, reply) => {
+  app.put('/v1/session/create', { schema: { querystring: writeQuery(), response: { 200: SESSION_CREATED } } }, async (request, reply) => {
     const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
     const req = decodeCreateBody(body, config.nodeName);
     checkCreateRequest(req, sessionTtlMinNs);
     const id = randomUUID();
-    const result = (await ctx.cluster.propose(
+    const result = await ctx.cluster.propose(
       encodeCommand({
         type: 'sessionCreate',
         id,
@@ -75,36 +100,36 @@ export const sessionRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (
         checks: req.checks,
         nowMs: Date.now(),
       }),
-    )) as SessionApplyResult | ApplyError;
+    );
     if ('ok' in result) throw applyError(result);
-    if (result.kind !== 'sessionCreated') throw new HttpError(500, `unexpected result ${result.kind}`);
+    if (result.kind !== 'sessionCreated') throw new KonsulError('internal', `unexpected result ${result.kind}`);
     return sendJson(reply, { ID: result.id });
   });
 
-  app.put('/v1/session/destroy/*', async (request, reply) => {
+  app.put('/v1/session/destroy/*', { schema: { querystring: writeQuery() } }, async (request, reply) => {
     const id = idOf(request);
     if (id === '') throw badRequest('Missing session');
     // Only UUIDs are ever created: anything else names no session, and destroying none is true.
     if (UUID.test(id)) {
-      const result = (await ctx.cluster.propose(encodeCommand({ type: 'sessionDestroy', id, nowMs: Date.now() }))) as SessionApplyResult | ApplyError;
+      const result = await ctx.cluster.propose(encodeCommand({ type: 'sessionDestroy', id, nowMs: Date.now() }));
       if ('ok' in result) throw applyError(result);
     }
     return sendJson(reply, true);
   });
 
-  app.put('/v1/session/renew/*', async (request, reply) => {
+  app.put('/v1/session/renew/*', { schema: { querystring: writeQuery(), response: { 200: SESSION_LIST } } }, async (request, reply) => {
     const id = idOf(request);
     if (id === '') throw badRequest('Missing session');
-    const notFound = () => new HttpError(404, `Session id '${id}' not found`);
+    const notFound = () => new KonsulError('notFound', `Session id '${id}' not found`);
     if (!UUID.test(id)) throw notFound();
-    const result = (await ctx.cluster.propose(encodeCommand({ type: 'sessionRenew', id, nowMs: Date.now() }))) as SessionApplyResult | ApplyError;
+    const result = await ctx.cluster.propose(encodeCommand({ type: 'sessionRenew', id, nowMs: Date.now() }));
     if ('ok' in result) throw applyError(result);
-    if (result.kind !== 'sessionRenewed') throw new HttpError(500, `unexpected result ${result.kind}`);
+    if (result.kind !== 'sessionRenewed') throw new KonsulError('internal', `unexpected result ${result.kind}`);
     if (result.session === null) throw notFound();
     return sendJson(reply, [result.session]);
   });
 
-  app.get('/v1/session/info/*', async (request, reply) => {
+  app.get('/v1/session/info/*', { schema: { querystring: readQuery(), response: { 200: SESSION_LIST } } }, async (request, reply) => {
     const id = idOf(request);
     if (id === '') throw badRequest('Missing session');
     return blockingRead(request, reply, (wake) => fsm.watches.watchKey(id, wake, 'sessions'), () => {
@@ -113,18 +138,18 @@ export const sessionRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (
     });
   });
 
-  app.get('/v1/session/list', async (request, reply) =>
+  app.get('/v1/session/list', { schema: { querystring: readQuery(), response: { 200: SESSION_LIST } } }, async (request, reply) =>
     blockingRead(request, reply, (wake) => fsm.watches.watchTable('sessions', wake), () => fsm.sessions.list()),
   );
 
-  app.get('/v1/session/node/*', async (request, reply) => {
+  app.get('/v1/session/node/*', { schema: { querystring: readQuery(), response: { 200: SESSION_LIST } } }, async (request, reply) => {
     const node = idOf(request);
     if (node === '') throw badRequest('Missing node name');
     return blockingRead(request, reply, (wake) => fsm.watches.watchKey(sessionNodeWatchKey(node), wake, 'sessions'), () => fsm.sessions.listByNode(node));
   });
 
   const methodNotAllowed = async (request: FastifyRequest) => {
-    throw new HttpError(405, `method ${request.method} not allowed`);
+    throw methodNotAllowedError(request.method);
   };
   for (const path of ['/v1/session/create', '/v1/session/destroy/*', '/v1/session/renew/*']) {
     app.route({ method: ['GET', 'POST', 'DELETE', 'PATCH', 'OPTIONS'], url: path, handler: methodNotAllowed });
@@ -133,20 +158,10 @@ export const sessionRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (
     app.route({ method: ['PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'], url: path, handler: methodNotAllowed });
   }
 
-  /** A read with Consul's query options: consistency gate, blocking on the sessions index. */
+  /** A read with Consul's query options (http/read-endpoint.ts), blocking on the sessions index. */
   async function blockingRead(request: FastifyRequest, reply: FastifyReply, watch: (wake: () => void) => () => void, read: () => Session[]): Promise<FastifyReply> {
-    const opts = parseQueryOptions(request.query as Query);
-    await readGate(ctx, opts.consistency);
-    const signal = opts.minIndex > 0 ? abortOnClose(reply, ctx.shutdownSignal) : undefined;
-    const { index, value } = await blockingQuery({
-      minIndex: opts.minIndex,
-      waitMs: opts.waitMs,
-      signal,
-      watch,
-      run: () => ({ index: fsm.sessions.index(), value: read() }),
-    });
-    setQueryMeta(reply, ctx, index, opts.consistency);
-    return sendJson(reply, value.map(sessionJson));
+    const sessions = await readEndpoint(reads, request, reply, { watch, run: () => ({ index: fsm.sessions.index(), value: read() }) });
+    return sendJson(reply, sessions.map(sessionJson));
   }
 };
 
@@ -155,20 +170,16 @@ function idOf(request: FastifyRequest): string {
   return (request.params as { '*': string })['*'] ?? '';
 }
 
-function sendJson(reply: FastifyReply, value: unknown): FastifyReply {
-  return reply.type('application/json').send(JSON.stringify(value));
-}
-
-function applyError(result: ApplyError): HttpError {
+function applyError(result: ApplyError): KonsulError {
   // A command the FSM refused as malformed is the request's fault; everything else is Consul's 500.
-  return new HttpError(result.code === 'invalidCommand' ? 400 : 500, result.error);
+  return new KonsulError(result.code === 'invalidCommand' ? 'badRequest' : 'internal', result.error);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Decoding a create body the way Consul's Go code does.
 // ---------------------------------------------------------------------------------------------
 
-const decodeFailed = (message: string): HttpError => badRequest(`Request decode failed: ${message}`);
+const decodeFailed = (message: string): KonsulError => badRequest(`Request decode failed: ${message}`);
 
 /** The JSON type name Go's decoder reports ("number", "string", "bool", "array", "object"). */
 function jsonKind(value: unknown): string {
@@ -177,7 +188,7 @@ function jsonKind(value: unknown): string {
   return typeof value === 'object' ? 'object' : typeof value;
 }
 
-function typeError(value: unknown, field: string, goType: string): HttpError {
+function typeError(value: unknown, field: string, goType: string): KonsulError {
   return decodeFailed(`json: cannot unmarshal ${jsonKind(value)} into Go struct field .${field} of type ${goType}`);
 }
 
@@ -325,19 +336,19 @@ function fixupEmptySessionChecks(req: SessionCreateRequest): void {
  * empty Behavior to release.
  */
 export function checkCreateRequest(req: SessionCreateRequest, ttlMinNs: number): void {
-  if (req.node === '') throw new HttpError(500, 'Must provide Node');
+  if (req.node === '') throw new KonsulError('internal', 'Must provide Node');
   if (req.behavior === '') req.behavior = 'release';
-  if (req.behavior !== 'release' && req.behavior !== 'delete') throw new HttpError(500, `Invalid Behavior setting '${req.behavior}'`);
+  if (req.behavior !== 'release' && req.behavior !== 'delete') throw new KonsulError('internal', `Invalid Behavior setting '${req.behavior}'`);
   if (req.ttl !== '') {
     const ttl = parseGoDuration(req.ttl);
-    if (!ttl.ok) throw new HttpError(500, `Session TTL '${req.ttl}' invalid: ${ttl.error}`);
+    if (!ttl.ok) throw new KonsulError('internal', `Session TTL '${req.ttl}' invalid: ${ttl.error}`);
     if (ttl.ns !== 0 && (ttl.ns < ttlMinNs || ttl.ns > SESSION_TTL_MAX_NS)) {
-      throw new HttpError(500, `Invalid Session TTL '${ttl.ns}', must be between [${formatGoDuration(ttlMinNs)}=${formatGoDuration(SESSION_TTL_MAX_NS)}]`);
+      throw new KonsulError('internal', `Invalid Session TTL '${ttl.ns}', must be between [${formatGoDuration(ttlMinNs)}=${formatGoDuration(SESSION_TTL_MAX_NS)}]`);
     }
   }
   // The state store refuses an empty check ID as an unregistered check.
   for (const id of [...(req.checks ?? []), ...(req.nodeChecks ?? []), ...(req.serviceChecks ?? []).map((c) => c.id)]) {
-    if (id === '') throw new HttpError(500, "Missing check '' registration");
+    if (id === '') throw new KonsulError('internal', "Missing check '' registration");
   }
   const texts = [req.name, req.node, req.ttl, ...(req.checks ?? []), ...(req.nodeChecks ?? []), ...(req.serviceChecks ?? []).flatMap((c) => [c.id, c.namespace])];
   if (texts.some((t) => t.length > SESSION_LIMITS.textLength)) {

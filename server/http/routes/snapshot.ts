@@ -12,33 +12,39 @@
 import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import { SNAPSHOT_FORMAT_VERSION, SnapshotFormatError } from '../../../fsm/snapshot.ts';
-import { HttpError } from '../../errors.ts';
+import { parseQueryOptions, type Query } from '../../../http/query-options.ts';
+import { readGate, setQueryMeta } from '../../../http/read-endpoint.ts';
+import { methodNotAllowed } from '../../../http/reply.ts';
+import { readQuery, writeQuery } from '../../../http/schemas.ts';
+import { badRequest, KonsulError } from '../../../lib/errors.ts';
 import { SnapshotArchiveError, snapshotArchiveStream } from '../../snapshot-archive.ts';
 import { replicateRestore, RestoreFailedError } from '../../snapshot-restore.ts';
 import { SnapshotStaging } from '../../snapshot-staging.ts';
-import { readGate, setQueryMeta } from '../consistency.ts';
+import { serverReads } from '../consistency.ts';
 import type { ServerContext } from '../context.ts';
-import { parseQueryOptions, type Query } from '../query-options.ts';
 
 /** The largest state a restore takes: a guard against filling the disk, far above any real store. */
 export const MAX_RESTORE_STATE_BYTES = 16 * 1024 * 1024 * 1024;
 
 export const snapshotRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
   const { fsm, raft } = ctx;
+  const reads = serverReads(ctx);
   const staging = new SnapshotStaging(ctx.config.dataDir);
   await staging.reset();
   // One save encodes at a time (each is a full pass over the state); others wait their turn.
   let encoding: Promise<unknown> = Promise.resolve();
 
   // Archives are binary whatever the content type (curl --data-binary sends form encoding), and
-  // read as a stream: the route decides what to keep.
+  // read as a stream: the route decides what to keep (so not the platform's raw-body reader, which buffers).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
-  app.get('/v1/snapshot', async (request, reply) => {
-    const opts = parseQueryOptions(request.query as Query);
+  // A read, but not through readEndpoint: the gate runs in this save's turn, and the index (the
+  // view's) is known only once the gate let it through; the headers go out with the archive.
+  app.get<{ Querystring: Query }>('/v1/snapshot', { schema: { querystring: readQuery() } }, async (request, reply) => {
+    const opts = parseQueryOptions(request.query);
     const turn = encoding.then(async () => {
-      await readGate(ctx, opts.consistency);
+      await readGate(reads, opts.consistency);
       // Synchronous from the gate to the view: the view is the state at the index the gate allowed.
       const view = fsm.snapshotView();
       try {
@@ -65,27 +71,28 @@ export const snapshotRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async 
     );
     // Sent, failed or cut off by the client: the staging file goes either way.
     archive.once('close', () => void staging.remove(file));
-    setQueryMeta(reply, ctx, view.index, opts.consistency);
+    setQueryMeta(reply, reads, view.index, opts.consistency);
     return reply.type('application/x-gzip').send(archive);
   });
 
-  app.put('/v1/snapshot', async (request, reply) => {
-    if (request.headers['content-length'] === '0' || request.body === undefined) throw new HttpError(400, 'Missing snapshot archive in the request body');
+  app.put<{ Querystring: Query; Body: Readable | undefined }>('/v1/snapshot', { schema: { querystring: writeQuery() } }, async (request, reply) => {
+    const archive = request.body;
+    if (request.headers['content-length'] === '0' || archive === undefined) throw badRequest('Missing snapshot archive in the request body');
     // Refused before the upload is staged; the restore's own begin refuses a race with another one.
     const open = fsm.restoreProgress();
-    if (open !== null) throw new HttpError(409, `failed to restore snapshot: a restore is already in progress (${open.id}, begun at index ${open.beginIndex})`);
+    if (open !== null) throw new KonsulError('conflict', `failed to restore snapshot: a restore is already in progress (${open.id}, begun at index ${open.beginIndex})`);
     let staged: Awaited<ReturnType<SnapshotStaging['stageArchive']>>;
     try {
-      staged = await staging.stageArchive(request.body as Readable, { maxStateBytes: MAX_RESTORE_STATE_BYTES });
+      staged = await staging.stageArchive(archive, { maxStateBytes: MAX_RESTORE_STATE_BYTES });
     } catch (err) {
-      if (err instanceof SnapshotArchiveError) throw new HttpError(err.tooLarge ? 413 : 400, err.message);
-      if (err instanceof SnapshotFormatError) throw new HttpError(400, `failed to restore snapshot: ${err.message}`);
+      if (err instanceof SnapshotArchiveError) throw new KonsulError(err.tooLarge ? 'tooLarge' : 'badRequest', err.message);
+      if (err instanceof SnapshotFormatError) throw badRequest(`failed to restore snapshot: ${err.message}`);
       throw err;
     }
     try {
       await replicateRestore({ propose: (command) => ctx.cluster.propose(command), file: staged.file });
     } catch (err) {
-      if (err instanceof RestoreFailedError) throw new HttpError(err.conflict ? 409 : 500, `failed to restore snapshot: ${err.message}`);
+      if (err instanceof RestoreFailedError) throw new KonsulError(err.conflict ? 'conflict' : 'internal', `failed to restore snapshot: ${err.message}`);
       throw err;
     } finally {
       await staging.remove(staged.file);
@@ -93,11 +100,5 @@ export const snapshotRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async 
     return reply.code(200).type('text/plain; charset=utf-8').send('');
   });
 
-  app.route({
-    method: ['POST', 'DELETE', 'PATCH'],
-    url: '/v1/snapshot',
-    handler: async (request) => {
-      throw new HttpError(405, `method ${request.method} not allowed`);
-    },
-  });
+  methodNotAllowed(app, '/v1/snapshot', ['GET', 'PUT']);
 };

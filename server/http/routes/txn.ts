@@ -7,9 +7,7 @@
 // 200 with {"Results": [...], "Errors": null} when applied; 409 with {"Results": null, "Errors":
 // [{"OpIndex": n, "What": "..."}]} when rolled back.
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { parseJsonLossless } from '../../../cli/lossless-json.ts';
 import { encodeCommand, isWellFormed, type TxnKvOpCommand } from '../../../fsm/commands.ts';
-import type { ApplyError } from '../../../fsm/konsul-fsm.ts';
 import {
   isTxnKvVerb,
   isTxnKvWrite,
@@ -22,10 +20,15 @@ import {
   type TxnKvResultJson,
   type TxnOpError,
 } from '../../../fsm/state/kv-txn.ts';
-import { badRequest, HttpError } from '../../errors.ts';
-import { readGate } from '../consistency.ts';
+import { parseQueryOptions, type Query } from '../../../http/query-options.ts';
+import { rawBody } from '../../../http/raw-body.ts';
+import { readGate } from '../../../http/read-endpoint.ts';
+import { methodNotAllowed, sendJson } from '../../../http/reply.ts';
+import { readQuery } from '../../../http/schemas.ts';
+import { badRequest, KonsulError } from '../../../lib/errors.ts';
+import { parseJsonLossless } from '../../../lib/lossless-json.ts';
+import { serverReads } from '../consistency.ts';
 import type { ServerContext } from '../context.ts';
-import { parseQueryOptions, type Query } from '../query-options.ts';
 
 /**
  * Consul's default txn_max_req_len is raft's suggested maximum entry size, 512 KiB; kv_max_value_size
@@ -40,24 +43,23 @@ interface ParsedOp {
   readonly command: TxnKvOpCommand;
 }
 
+type WithQuery = { Querystring: Query };
+
 export const txnRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app, { ctx }) => {
   const { config, fsm } = ctx;
+  const reads = serverReads(ctx);
   const maxRequestBytes = Math.max(TXN_DEFAULT_MAX_REQUEST_BYTES, config.kvMaxValueSize);
-  const tooLarge = () => new HttpError(413, `Request body too large, max size: ${maxRequestBytes} bytes`);
   /** Whether a write may retire a value kept by recovery rules: then the proposer's clock dates it. */
   const retiresKept = (op: TxnKvOp): boolean => (op.verb === 'delete-tree' ? fsm.kvRecovery.overlaps(op.key) : isTxnKvWrite(op.verb) && fsm.kvRecovery.covers(op.key));
 
   // Consul reads the body as JSON whatever its content type (curl sends form encoding by default).
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxRequestBytes }, (_req, body, done) => done(null, body));
-  app.addHook('onRequest', async (request) => {
-    if (Number(request.headers['content-length'] ?? 0) > maxRequestBytes) throw tooLarge();
-  });
-  app.addHook('onError', async (_request, _reply, err) => {
-    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') throw tooLarge();
+  await app.register(rawBody, {
+    limitBytes: maxRequestBytes,
+    tooLarge: (_size, max) => new KonsulError('tooLarge', `Request body too large, max size: ${max} bytes`),
   });
 
-  app.put('/v1/txn', async (request, reply) => {
+  // Read-only transactions take a read's query options (?stale, ?consistent; ?index and ?wait are checked).
+  app.put<WithQuery>('/v1/txn', { schema: { querystring: readQuery() } }, async (request, reply) => {
     const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
     const raw = parseOps(body, config.kvMaxValueSize, config.kvMaxKeyLength);
     // Consul's preCheck (and unknown verbs): answered before anything runs, with the same 409 shape.
@@ -67,41 +69,36 @@ export const txnRoutes: FastifyPluginAsync<{ ctx: ServerContext }> = async (app,
     const ops = parsed.map((p) => p.op);
 
     if (!ops.some((op) => isTxnKvWrite(op.verb))) {
-      const opts = parseQueryOptions(request.query as Query);
-      await readGate(ctx, opts.consistency);
+      // Consul's Txn.Read: the consistency gate, then KnownLeader and LastContact (no X-Consul-Index).
+      const opts = parseQueryOptions(request.query);
+      await readGate(reads, opts.consistency);
       const result = txnResultJson(readKvTxn(fsm.kv, ops));
-      const lastContact = ctx.raft.lastContactMs();
-      void reply.header('X-Consul-KnownLeader', ctx.raft.leader() !== '' ? 'true' : 'false');
-      void reply.header('X-Consul-LastContact', String(Math.max(0, lastContact)));
+      void reply.header('X-Consul-KnownLeader', reads.knownLeader() ? 'true' : 'false');
+      void reply.header('X-Consul-LastContact', String(Math.max(0, reads.lastContactMs())));
       return sendTxn(reply, result);
     }
 
-    const command = encodeCommand({
-      type: 'txn',
-      ops: parsed.map((p) => p.command),
-      // The proposer's clock travels with a lock: the FSM refuses a key under lock-delay, as for ?acquire.
-      ...(ops.some((op) => op.verb === 'lock' || retiresKept(op)) ? { nowMs: Date.now() } : {}),
-    });
-    const result = (await ctx.cluster.propose(command)) as TxnApplyResult | ApplyError;
+    const result = await ctx.cluster.propose(
+      encodeCommand({
+        type: 'txn',
+        ops: parsed.map((p) => p.command),
+        // The proposer's clock travels with a lock: the FSM refuses a key under lock-delay, as for ?acquire.
+        ...(ops.some((op) => op.verb === 'lock' || retiresKept(op)) ? { nowMs: Date.now() } : {}),
+      }),
+    );
     if ('ok' in result) {
       // The FSM refused the command (only a bug or a version mismatch gets here: the input was checked above).
-      throw new HttpError(result.code === 'invalidCommand' ? 400 : 500, result.error);
+      throw new KonsulError(result.code === 'invalidCommand' ? 'badRequest' : 'internal', result.error);
     }
     return sendTxn(reply, result);
   });
 
-  app.route({
-    method: ['GET', 'POST', 'DELETE', 'PATCH'],
-    url: '/v1/txn',
-    handler: async (request) => {
-      throw new HttpError(405, `method ${request.method} not allowed`);
-    },
-  });
+  methodNotAllowed(app, '/v1/txn', ['PUT']);
 };
 
 function sendTxn(reply: FastifyReply, result: TxnApplyResult): FastifyReply {
   const failed = result.errors !== null && result.errors.length > 0;
-  return reply.code(failed ? 409 : 200).type('application/json').send(txnResponseJson(result));
+  return sendJson(reply.code(failed ? 409 : 200), txnResponseJson(result));
 }
 
 /** Serialized by hand so that Flags keeps all 64 bits; field order as Consul's DirEntry. */
@@ -138,7 +135,7 @@ function parseOps(body: Buffer, maxValueBytes: number, maxKeyBytes: number): Raw
     throw parseFailure((err as Error).message);
   }
   if (!Array.isArray(doc)) throw parseFailure('the body must be a JSON array of operations');
-  if (doc.length > MAX_TXN_OPS) throw new HttpError(413, `Transaction contains too many operations (${doc.length} > ${MAX_TXN_OPS})`);
+  if (doc.length > MAX_TXN_OPS) throw new KonsulError('tooLarge', `Transaction contains too many operations (${doc.length} > ${MAX_TXN_OPS})`);
   return doc.map((raw, i) => parseOp(raw, i, maxValueBytes, maxKeyBytes));
 }
 
@@ -165,7 +162,7 @@ function parseOp(raw: unknown, i: number, maxValueBytes: number, maxKeyBytes: nu
   const session = optionalString(f.get('session'), i, 'Session');
   const value = decodeValue(f.get('value'), i);
   if (value !== undefined && value.length > maxValueBytes) {
-    throw new HttpError(413, `Value for key ${JSON.stringify(key)} is too large (${value.length} > ${maxValueBytes} bytes)`);
+    throw new KonsulError('tooLarge', `Value for key ${JSON.stringify(key)} is too large (${value.length} > ${maxValueBytes} bytes)`);
   }
   const flags = uint64(f.get('flags'), i, 'Flags');
   const indexValue = uint64(f.get('index'), i, 'Index');
