@@ -12,7 +12,7 @@ let server: InProcessServer;
 const workDir = tempDataDir('konsulctl-snapshot-');
 
 t.before(async () => {
-  server = await startInProcessServer({ config: { nodeName: 'cli-event-snapshot' }, listen: true });
+  server = await startInProcessServer({ config: { nodeName: 'cli-event-snapshot' } });
 });
 t.teardown(async () => {
   await server.stop();

@@ -28,7 +28,7 @@ function startKonsulctl(args: string[]): CliRun & { result: Promise<{ code: numb
 }
 
 // The server runs in this process (test/kit/in-process-server.ts); konsulctl is the real program.
-const server = await startInProcessServer({ config: { nodeName: 'test' }, listen: true });
+const server = await startInProcessServer({ config: { nodeName: 'test' } });
 t.teardown(() => server.stop());
 const address = server.url;
 // Each CLI run spends most of its time starting up; the tests use distinct keys and can overlap.

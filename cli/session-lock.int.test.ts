@@ -37,7 +37,7 @@ t.before(async () => {
     ].join('\n'),
   );
   // The server runs in this process (test/kit/in-process-server.ts); konsulctl is the real program.
-  server = await startInProcessServer({ config: { nodeName: 'lock-int', sessionTtlMinMs: 1000 }, listen: true });
+  server = await startInProcessServer({ config: { nodeName: 'lock-int', sessionTtlMinMs: 1000 } });
 });
 
 t.teardown(async () => {

@@ -3,6 +3,7 @@
 import { setMaxListeners } from 'node:events';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { KonsulFsm } from '../fsm/konsul-fsm.ts';
 import { RaftHost } from '../raft/host/raft-host.ts';
 import { LevelStorage } from '../raft/storage/level-storage.ts';
@@ -41,6 +42,10 @@ export interface RunningServer extends Service {
   readonly cluster: ClusterManager;
   /** The server's own agent (/v1/agent/*). */
   readonly localAgent: LocalAgent;
+  /** The replicated state (tests read its tables and watch registry). */
+  readonly fsm: KonsulFsm;
+  /** The HTTP API (tests drive it with inject()). */
+  readonly app: FastifyInstance;
   stop(): Promise<void>;
 }
 
@@ -296,6 +301,8 @@ async function startParts(config: ServerConfig, services: Supervisor, plugins: R
     pluginListeners: started.listeners,
     cluster,
     localAgent,
+    fsm,
+    app,
     stop: () => services.stop(),
   };
 }

@@ -10,7 +10,7 @@ import { startInProcessServer, type InProcessServer } from '../../test/kit/in-pr
 let server: InProcessServer;
 
 t.before(async () => {
-  server = await startInProcessServer({ config: { nodeName: 'cli-cat' }, listen: true });
+  server = await startInProcessServer({ config: { nodeName: 'cli-cat' } });
 });
 
 t.teardown(() => server.stop());

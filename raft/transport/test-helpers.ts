@@ -4,10 +4,8 @@ import type { Message } from '../core/types.ts';
 import type { PeerHello, RaftTransportOptions } from './raft-transport.ts';
 import { RaftTransport } from './raft-transport.ts';
 
-export interface TestNode {
-  readonly id: string;
-  readonly transport: RaftTransport;
-  readonly address: string;
+/** What a test node's callbacks recorded. */
+export interface Recorded {
   readonly received: Message[];
   readonly hellos: PeerHello[];
   readonly unreachable: string[];
@@ -15,35 +13,50 @@ export interface TestNode {
   readonly errors: Error[];
 }
 
+export interface TestNode extends Recorded {
+  readonly id: string;
+  readonly transport: RaftTransport;
+  readonly address: string;
+}
+
 /** Shared id → address map, so nodes find each other. */
 export type AddressBook = Map<string, string>;
 
-export async function startNode(
-  id: string,
-  book: AddressBook,
-  overrides: Partial<RaftTransportOptions> = {},
-): Promise<TestNode> {
-  const received: Message[] = [];
-  const hellos: PeerHello[] = [];
-  const unreachable: string[] = [];
-  const snapshotStatus: { id: string; ok: boolean }[] = [];
-  const errors: Error[] = [];
-  const transport = new RaftTransport({
-    nodeId: id,
-    listen: { host: '127.0.0.1', port: 0 },
-    resolve: (peer) => book.get(peer),
-    onMessage: (m) => received.push(m),
-    onHello: (h) => hellos.push(h),
-    helloMeta: () => ({ name: id }),
-    onUnreachable: (peer) => unreachable.push(peer),
-    onSnapshotStatus: (peer, ok) => snapshotStatus.push({ id: peer, ok }),
-    onError: (err) => errors.push(err),
-    ...overrides,
-  });
+/**
+ * The options every test node's transport gets (listen on an ephemeral loopback port, find peers in
+ * the book, record every callback), and the lists they record into; rpc/test-helpers.ts uses the
+ * same for the server's transport.
+ */
+export function recordingOptions(id: string, book: AddressBook): { recorded: Recorded; options: Omit<RaftTransportOptions, 'onRequest'> } {
+  const recorded: Recorded = { received: [], hellos: [], unreachable: [], snapshotStatus: [], errors: [] };
+  return {
+    recorded,
+    options: {
+      nodeId: id,
+      listen: { host: '127.0.0.1', port: 0 },
+      resolve: (peer) => book.get(peer),
+      onMessage: (m) => recorded.received.push(m),
+      onHello: (h) => recorded.hellos.push(h),
+      helloMeta: () => ({ name: id }),
+      onUnreachable: (peer) => recorded.unreachable.push(peer),
+      onSnapshotStatus: (peer, ok) => recorded.snapshotStatus.push({ id: peer, ok }),
+      onError: (err) => recorded.errors.push(err),
+    },
+  };
+}
+
+/** Starts a transport and enters its address in the book. */
+export async function listenIn(book: AddressBook, id: string, transport: { start(): Promise<{ host: string; port: number }> }): Promise<string> {
   const bound = await transport.start();
   const address = `${bound.host}:${bound.port}`;
   book.set(id, address);
-  return { id, transport, address, received, hellos, unreachable, snapshotStatus, errors };
+  return address;
+}
+
+export async function startNode(id: string, book: AddressBook, overrides: Partial<RaftTransportOptions> = {}): Promise<TestNode> {
+  const { recorded, options } = recordingOptions(id, book);
+  const transport = new RaftTransport({ ...options, ...overrides });
+  return { id, transport, address: await listenIn(book, id, transport), ...recorded };
 }
 
 /** Polls `cond` every few milliseconds; rejects with `what` after `timeoutMs`. */

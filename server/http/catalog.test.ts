@@ -13,7 +13,7 @@ let server: InProcessServer;
 let consul: Consul;
 
 t.before(async () => {
-  server = await startInProcessServer({ config: { nodeName: 'cat-int' }, listen: true });
+  server = await startInProcessServer({ config: { nodeName: 'cat-int' } });
   consul = new Consul({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
 });
 
@@ -392,7 +392,7 @@ t.test('TTL checks expire to critical on their own', async (t) => {
 t.test('DeregisterCriticalServiceAfter removes the service; agent state survives restarts', async (t) => {
   const dataDir = tempDataDir();
   const config = { nodeName: 'agent-int', dataDir, checkReapIntervalMs: 100, checkDeregisterIntervalMinMs: 100 };
-  let second = await startInProcessServer({ config, listen: true });
+  let second = await startInProcessServer({ config });
   t.teardown(async () => {
     await second.stop();
     removeDir(dataDir);
@@ -408,7 +408,7 @@ t.test('DeregisterCriticalServiceAfter removes the service; agent state survives
   // Restart: the definitions come back from agent-local.json. (That a server process exits 0 on
   // SIGTERM is test/cluster/harness.int.test.ts's.)
   await second.stop();
-  second = await startInProcessServer({ config, listen: true });
+  second = await startInProcessServer({ config });
   t.match(as<Record<string, unknown>>(await client().agent.service.list())['keeper-1'], { Service: 'keeper', Tags: ['x'], Port: 1234 });
   t.equal(as<Record<string, Check>>(await client().agent.check.list())['service:keeper-1']!.Status, 'passing', 'the check status persisted');
 
@@ -416,7 +416,7 @@ t.test('DeregisterCriticalServiceAfter removes the service; agent state survives
   await second.stop();
   rmSync(join(dataDir, 'raft'), { recursive: true, force: true });
   t.ok(existsSync(join(dataDir, 'agent-local.json')));
-  second = await startInProcessServer({ config, listen: true });
+  second = await startInProcessServer({ config });
   const nodes = await waitFor(
     async () => {
       const found = as<ServiceNode[]>(await client().catalog.service.nodes('keeper'));

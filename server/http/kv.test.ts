@@ -10,7 +10,7 @@ let server: InProcessServer;
 let consul: Consul;
 
 t.before(async () => {
-  server = await startInProcessServer({ config: { nodeName: 'kv-int', dataDir: tempDataDir() }, listen: true });
+  server = await startInProcessServer({ config: { nodeName: 'kv-int', dataDir: tempDataDir() } });
   consul = new Consul({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
 });
 
@@ -191,7 +191,7 @@ t.test('status and agent endpoints', async (t) => {
 t.test('writes survive a graceful restart', async (t) => {
   await consul.kv.set('persist/me', 'still here');
   await server.stop();
-  server = await startInProcessServer({ config: { nodeName: 'kv-int', dataDir: server.config.dataDir }, listen: true });
+  server = await startInProcessServer({ config: { nodeName: 'kv-int', dataDir: server.config.dataDir } });
   consul = new Consul({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
   t.equal((await getAs<{ Value: string }>('persist/me'))?.Value, 'still here');
   t.equal((await getAs<{ Value: string }>('app/name'))?.Value, 'konsul 2');

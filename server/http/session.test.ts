@@ -11,7 +11,7 @@ let server: InProcessServer;
 let consul: Consul;
 
 t.before(async () => {
-  server = await startInProcessServer({ config: { nodeName: NODE, sessionTtlMinMs: 1000 }, listen: true });
+  server = await startInProcessServer({ config: { nodeName: NODE, sessionTtlMinMs: 1000 } });
   consul = new Consul({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
 });
 

@@ -8,7 +8,7 @@ let server: InProcessServer;
 let consul: Consul;
 
 t.before(async () => {
-  server = await startInProcessServer({ config: { nodeName: 'txn-int' }, listen: true });
+  server = await startInProcessServer({ config: { nodeName: 'txn-int' } });
   consul = new Consul({ host: '127.0.0.1', port: Number(new URL(server.url).port) });
 });
 
